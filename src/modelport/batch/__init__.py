@@ -1,0 +1,1 @@
+"""Layer 3: batch scoring jobs, schedules and run records."""

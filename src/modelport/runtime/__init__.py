@@ -1,0 +1,1 @@
+"""Layer 2: the runtime — Predictor, input coercion, micro-batching, the prediction log."""
