@@ -1,0 +1,47 @@
+"""Global CLI options (one flag per setting) and the objects commands share through the Typer context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from modelport.core.settings import Settings
+
+
+@dataclass
+class CliState:
+    """What the root callback parsed: settings built from flags over ``MODELPORT_*`` variables."""
+
+    settings: Settings
+
+
+def build_settings(
+    home: Path | None,
+    db_url: str | None,
+    artifacts_url: str | None,
+    user: str | None,
+    trusted_pickle: bool | None,
+) -> Settings:
+    """Settings from the environment, with each given flag taking precedence."""
+    overrides: dict[str, object] = {}
+    if home is not None:
+        overrides["home"] = home
+    if db_url is not None:
+        overrides["db_url"] = db_url
+    if artifacts_url is not None:
+        overrides["artifacts_url"] = artifacts_url
+    if user is not None:
+        overrides["user"] = user
+    if trusted_pickle is not None:
+        overrides["trusted_pickle"] = trusted_pickle
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings the root callback stored on the context."""
+    state = ctx.find_root().obj
+    if isinstance(state, CliState):
+        return state.settings
+    return Settings()

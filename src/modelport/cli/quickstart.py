@@ -1,0 +1,32 @@
+"""``modelport quickstart``: the whole journey on embedded defaults, narrated."""
+
+from __future__ import annotations
+
+import typer
+
+from modelport.cli._context import settings_of
+from modelport.cli._render import stdout
+
+
+def quickstart(ctx: typer.Context) -> None:
+    """Train a sample model, bundle, register, promote to production and predict."""
+    from modelport.api.quickstart import run_quickstart
+
+    settings = settings_of(ctx)
+    stdout.rule("[bold]modelport quickstart")
+    result = run_quickstart(
+        settings, step=lambda title, detail: stdout.print(f"[green]✓[/] [bold]{title}[/]: {detail}")
+    )
+    csv = result.files["input_csv"]
+    stdout.rule("What to try next")
+    stdout.print(
+        "\n".join(
+            [
+                "  modelport models list",
+                f"  modelport models show {result.name}@production",
+                f"  modelport predict {result.name}@production --input {csv}",
+                f"  modelport models audit {result.name}",
+            ]
+        ),
+        highlight=False,
+    )
