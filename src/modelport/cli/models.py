@@ -54,8 +54,13 @@ def show(
     """Show one version: flavor, signature, metrics, aliases."""
     from modelport.api import open_registry
 
-    registry = open_registry(settings_of(ctx))
-    mv = registry.resolve(ref)
+    from modelport.core.errors import InvalidName
+    from modelport.core.refs import ModelRef
+
+    parsed = ModelRef.parse(ref)
+    if parsed.is_path:
+        raise InvalidName(f"Invalid model name {ref!r}: 'show' takes a registry reference.", hint="Use name, name:3 or name@alias.")
+    mv = open_registry(settings_of(ctx)).resolve(parsed)
     if as_json:
         print_json(_plain(mv))
         return
