@@ -21,6 +21,14 @@ InputFormat = Literal["frame", "array", "arrays"]
 ModelInput = pd.DataFrame | np.ndarray | dict[str, np.ndarray]
 
 
+class PickleLoadWarning(UserWarning):
+    """Emitted on every load of plain pickle (or shipped Python source) that an operator trusted.
+
+    Such an artifact can run any code when loaded; its sha256 was checked first, but only the
+    operator's trust makes it safe.
+    """
+
+
 @runtime_checkable
 class ModelAdapter(Protocol):
     """A loaded model, reduced to what the runtime needs.
