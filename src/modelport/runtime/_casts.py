@@ -251,7 +251,11 @@ def _coerce_text(values: Any, col: Column) -> np.ndarray:
 
 
 def _date_like(value: Any) -> bool:
-    return not isinstance(value, bool | int | float | np.number | np.bool_) and pd.notna(pd.to_datetime(value))
+    return _not_number(value) and bool(pd.notna(pd.to_datetime(value, utc=True)))
+
+
+def _not_number(value: Any) -> bool:
+    return not isinstance(value, bool | int | float | np.number | np.bool_)
 
 
 def _coerce_datetime(values: Any, col: Column) -> np.ndarray:
@@ -260,11 +264,16 @@ def _coerce_datetime(values: Any, col: Column) -> np.ndarray:
     else:
         obj = as_object(values)
         missing = pd.isna(obj)
-        if pd.api.types.infer_dtype(obj, skipna=True) not in _DATE_INFERRED:
+        if pd.api.types.infer_dtype(obj, skipna=True) not in _DATE_INFERRED and not all(
+            map(_not_number, obj[~missing])
+        ):
+            _find_bad(col, obj, _not_number)  # numbers are refused: their unit would be a guess
+        try:
+            parsed = pd.to_datetime(obj, errors="coerce", format="ISO8601", utc=True)
+            if (parsed.isna() & ~missing).any():
+                parsed = pd.to_datetime(obj, errors="coerce", format="mixed", utc=True)
+        except (TypeError, ValueError, OverflowError):
             _find_bad(col, obj, _date_like)
-        parsed = pd.to_datetime(obj, errors="coerce", format="ISO8601", utc=True)
-        if (parsed.isna() & ~missing).any():
-            parsed = pd.to_datetime(obj, errors="coerce", format="mixed", utc=True)
         unparsed = parsed.isna() & ~missing
         if unparsed.any():
             row = int(np.argmax(unparsed))

@@ -35,6 +35,7 @@ from modelport.bundle.flavors.base import InputFormat, ModelInput
 from modelport.core.errors import Unsupported, ValidationError
 from modelport.core.types import Signature
 from modelport.runtime._casts import (
+    CAST_HINT,
     COLUMN_CASTS,
     NUMERIC_TYPES,
     Column,
@@ -42,6 +43,8 @@ from modelport.runtime._casts import (
     coerce_tensor,
     resolve_column,
 )
+
+__all__ = ["CAST_HINT", "Coercer", "ExtraColumnsWarning", "coerce_input"]
 
 
 class ExtraColumnsWarning(UserWarning):
