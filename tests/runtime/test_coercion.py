@@ -188,11 +188,17 @@ def test_ints_from_integral_floats_and_numeric_text() -> None:
     assert out["b"].tolist() == [45]
 
 
-def test_big_ints_are_exact() -> None:
-    sig = Signature(kind="tabular", columns=(ColumnSpec(name="id", type="int", dtype="int64"),))
-    out = Coercer(sig, "arrays").coerce([{"id": 2**62 + 1}])
+@pytest.mark.parametrize("form", ["records", "rows", "columns"])
+def test_big_ints_are_exact(form: str) -> None:
+    sig = Signature(
+        kind="tabular",
+        columns=(ColumnSpec(name="id", type="int", dtype="int64"), ColumnSpec(name="x", type="float", dtype="float64")),
+    )
+    big = 2**62 + 1
+    data: Any = {"records": [{"id": big, "x": 1.0}], "rows": [[big, 1.0]], "columns": {"id": [big], "x": [1.0]}}[form]
+    out = Coercer(sig, "arrays").coerce(data)
     assert isinstance(out, dict)
-    assert int(out["id"][0, 0]) == 2**62 + 1
+    assert int(out["id"][0, 0]) == big
 
 
 @pytest.mark.parametrize(

@@ -112,6 +112,14 @@ class Coercer:
         self._known = frozenset(self._names)
         self._all_float = all(c.type in NUMERIC_TYPES for c in self._columns)
         self._int_idx = [i for i, c in enumerate(self._columns) if c.type == "int"]
+        int_infos = [np.iinfo(self._columns[i].dtype) for i in self._int_idx]
+        # Ints that a float64 holds exactly and every int column's dtype can take.
+        self._int_range = (
+            max([-(2**53), *(int(i.min) for i in int_infos)]),
+            min([2**53, *(int(i.max) for i in int_infos)]),
+        )
+        self._all_float32 = all(c.dtype == np.float32 for c in self._columns)
+        self._plain_float_frame = all(c.dtype == np.float64 and c.frame_dtype is None for c in self._columns)
         self._getter = itemgetter(*self._names) if self._names else None
         self._tensors = {t.name: t for t in signature.tensors}
 
@@ -125,8 +133,7 @@ class Coercer:
 
     def _coerce_tabular(self, data: Any) -> ModelInput:
         if isinstance(data, pd.DataFrame):
-            self._check_names(list(data.columns))
-            return self._from_columns({n: _series_values(data[n]) for n in self._names}, len(data))
+            return self._from_frame(data)
         if isinstance(data, pd.Series):
             return self._coerce_tabular([data.to_dict()])
         if isinstance(data, Mapping):
@@ -152,7 +159,21 @@ class Coercer:
             f"in this order: {', '.join(self._names)}.",
         )
 
+    def _from_frame(self, data: pd.DataFrame) -> ModelInput:
+        self._check_names(list(data.columns))
+        if self._all_float and len(data):
+            try:
+                ordered = data if tuple(data.columns) == self._names else data[list(self._names)]
+                fast = self._fast_block(ordered.to_numpy(dtype=np.float64))
+            except (TypeError, ValueError):
+                fast = None
+            if fast is not None:
+                return fast
+        return self._from_columns({n: _series_values(data[n]) for n in self._names}, len(data), block=False)
+
     def _check_names(self, names: Sequence[Any]) -> None:
+        if tuple(names) == self._names:
+            return
         present = set(names)
         missing = [n for n in self._names if n not in present]
         if missing:
@@ -223,47 +244,51 @@ class Coercer:
         n = len(rows)
         if n == 0:
             _no_rows()
+        width = len(self._names)
         if self._all_float:
-            block = self._float_block(rows)
-            if block is not None:
-                return self._finish_block(block)
+            block = _float_block(rows)
+            if block is not None and block.shape[1] == width:
+                fast = self._fast_block(block)
+                if fast is not None:
+                    return fast
         if not isinstance(rows, np.ndarray):
-            width = len(self._names)
             wrong = [i for i, r in enumerate(rows) if not _is_column(r) or len(r) != width]
             if wrong:
                 raise ValidationError(
                     f"Row {wrong[0]} has {_row_width(rows[wrong[0]])} values; the model takes {width}.",
                     hint=f"Send {width} values per row, in this order: {', '.join(self._names)}.",
                 )
-            return self._from_columns(dict(zip(self._names, zip(*rows, strict=True), strict=True)), n)
-        return self._from_columns({name: rows[:, j] for j, name in enumerate(self._names)}, n)
+            return self._from_columns(dict(zip(self._names, zip(*rows, strict=True), strict=True)), n, block=False)
+        return self._from_columns({name: rows[:, j] for j, name in enumerate(self._names)}, n, block=False)
 
-    @staticmethod
-    def _float_block(rows: Any) -> np.ndarray | None:
-        try:
-            block = np.asarray(rows, dtype=np.float64)
-        except (TypeError, ValueError):
+    def _fast_block(self, block: np.ndarray) -> ModelInput | None:
+        """An all-numeric (rows x columns) float block shaped per ``input_format``; ``None`` if a check fails.
+
+        One vectorised check covers every column; on failure the caller casts column by column,
+        which names the bad column and row.
+        """
+        if not np.isfinite(block).all():
             return None
-        return block if block.ndim == 2 else None
-
-    def _finish_block(self, block: np.ndarray) -> ModelInput:
-        """Validate an all-numeric (rows x columns) float block and shape it per ``input_format``."""
-        if block.shape[0] == 0:
-            _no_rows()
-        if block.shape[1] != len(self._names):
-            return self._from_columns({n: block[:, j] for j, n in enumerate(self._names)}, block.shape[0])
         ints = block[:, self._int_idx]
-        if not np.isfinite(block).all() or (ints.size and (ints != np.trunc(ints)).any()):
-            return self._from_columns({n: block[:, j] for j, n in enumerate(self._names)}, block.shape[0])
+        if ints.size and (
+            (ints != np.trunc(ints)).any() or ints.min() < self._int_range[0] or ints.max() > self._int_range[1]
+        ):
+            return None
         if self.input_format == "array":
-            if all(c.dtype == np.float32 for c in self._columns):
-                return block.astype(np.float32)
-            return block
+            return block.astype(np.float32) if self._all_float32 else block
+        if self.input_format == "frame" and self._plain_float_frame:
+            return pd.DataFrame(block, columns=list(self._names), copy=False)
         return self._assemble({c.name: block[:, j].astype(c.dtype) for j, c in enumerate(self._columns)})
 
-    def _from_columns(self, raw: Mapping[str, Any], n: int) -> ModelInput:
+    def _from_columns(self, raw: Mapping[str, Any], n: int, *, block: bool = True) -> ModelInput:
         if n == 0:
             _no_rows()
+        if block and self._all_float:
+            columns = _float_block([raw[name] for name in self._names])
+            if columns is not None and columns.shape == (len(self._names), n):
+                fast = self._fast_block(columns.T)
+                if fast is not None:
+                    return fast
         values = {c.name: COLUMN_CASTS[c.type](raw[c.name], c) for c in self._columns}
         return self._assemble(values)
 
@@ -344,6 +369,15 @@ class Coercer:
             message = f"Ignoring input tensor(s) {extra!r}: not in the signature."
             warnings.warn(message, ExtraColumnsWarning, stacklevel=4)
         return {name: coerce_tensor(data[name], spec) for name, spec in self._tensors.items()}
+
+
+def _float_block(rows: Any) -> np.ndarray | None:
+    """``rows`` as a 2-D float64 array, or ``None`` when numpy cannot make one (checked slowly later)."""
+    try:
+        block = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return block if block.ndim == 2 else None
 
 
 def _row_width(row: Any) -> int:
