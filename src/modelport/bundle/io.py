@@ -209,9 +209,7 @@ def load_bundle(path: Path | str, *, trusted_pickle: bool = False, flavors: Flav
     flavor = (flavors or FlavorTable.default()).get(manifest.flavor)
     _warn_on_version_drift(manifest)
     adapter = flavor.load(root / ARTIFACTS_DIR, dict(manifest.flavor_options), trusted_pickle=trusted_pickle)
-    stats_path = root / STATS_FILE
-    reference = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else None
-    return LoadedBundle(path=root, manifest=manifest, adapter=adapter, reference=reference)
+    return LoadedBundle(path=root, manifest=manifest, adapter=adapter, reference=_read_stats(root))
 
 
 def read_reference_sample(bundle_dir: Path | str) -> ModelInput | None:
@@ -220,7 +218,22 @@ def read_reference_sample(bundle_dir: Path | str) -> ModelInput | None:
     Call it on a verified bundle (e.g. ``LoadedBundle.path``); it reads Parquet, never pickle.
     """
     path = Path(bundle_dir) / SAMPLE_FILE
-    return read_sample(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    return read_sample(path, read_manifest(Path(bundle_dir)).signature)
+
+
+def _read_stats(root: Path) -> dict[str, Any] | None:
+    path = root / STATS_FILE
+    if not path.is_file():
+        return None
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"Bundle {root}: {STATS_FILE} is not valid JSON ({exc}).", hint=_RESAVE) from exc
+    if not isinstance(stats, dict):
+        raise IntegrityError(f"Bundle {root}: {STATS_FILE} is not a JSON object.", hint=_RESAVE)
+    return stats
 
 
 _RESAVE = "The bundle is corrupted or was modified after saving; fetch or re-save a clean copy."

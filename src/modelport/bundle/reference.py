@@ -239,14 +239,21 @@ def write_sample(data: ModelInput, signature: Signature, path: Path) -> None:
     pq.write_table(table, path)
 
 
-def read_sample(path: Path) -> ModelInput:
-    """Read a sample written by :func:`write_sample`: a DataFrame, an ndarray or a dict of ndarrays."""
+def read_sample(path: Path, signature: Signature | None = None) -> ModelInput:
+    """Read a sample written by :func:`write_sample`: a DataFrame, an ndarray or a dict of ndarrays.
+
+    With the ``signature``, columns recorded as ``object`` come back as ``object`` (Parquet reads
+    text as the pandas string dtype).
+    """
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
     metadata = table.schema.metadata or {}
     if _TENSORS_KEY not in metadata:
         frame: pd.DataFrame = table.to_pandas()
+        for spec in signature.columns if signature is not None else ():
+            if spec.dtype == "object" and spec.name in frame.columns:
+                frame[spec.name] = frame[spec.name].astype(object)
         return frame
     layout = json.loads(metadata[_TENSORS_KEY])
     arrays: dict[str, np.ndarray] = {}

@@ -153,8 +153,9 @@ def _input_format(model: Any) -> InputFormat:
 def _ship_source(cls: type, artifacts_dir: Path, options: dict[str, Any]) -> str:
     try:
         source_file = inspect.getsourcefile(cls)
-    except TypeError:
-        source_file = None
+    except TypeError:  # the module is gone from sys.modules: find the file through a method's code
+        codes = [f.__code__ for f in vars(cls).values() if inspect.isfunction(f)]
+        source_file = codes[0].co_filename if codes else None
     if source_file is None or not Path(source_file).is_file():
         raise Unsupported(
             f"Class {cls.__qualname__} lives in {cls.__module__!r}, which is neither importable by name nor a "

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from modelport.bundle.flavors.base import InputFormat, ModelAdapter, ModelInput, SavedArtifacts
-from modelport.core.errors import MissingDependency, Unsupported, UntrustedArtifact, ValidationError
+from modelport.core.errors import IntegrityError, MissingDependency, Unsupported, UntrustedArtifact, ValidationError
 
 MODEL_FILE = "model.skops"
 
@@ -176,7 +176,13 @@ class SklearnFlavor:
         """Load with skops, trusting only the file's types that modelport's allow-list trusts."""
         skops_io = _skops_io()
         path = artifacts_dir / str(options.get("file", MODEL_FILE))
-        needed = skops_io.get_untrusted_types(file=path)
+        try:
+            needed = skops_io.get_untrusted_types(file=path)
+        except Exception as exc:  # skops raises zipfile/json/key errors on a file that is not skops
+            raise IntegrityError(
+                f"{path.name} is not a readable skops file: {type(exc).__name__}: {exc}",
+                hint="Re-save the model with modelport.",
+            ) from exc
         refused = [t for t in needed if not is_trusted_type(t)]
         if refused:
             raise UntrustedArtifact(
@@ -184,7 +190,14 @@ class SklearnFlavor:
                 hint="Re-save the model with scikit-learn types only, or as flavor='pickle' with "
                 "trusted_pickle=True if you trust its author. If a scikit-learn type is refused, please report it.",
             )
-        return SklearnAdapter(skops_io.load(path, trusted=needed))
+        try:
+            model = skops_io.load(path, trusted=needed)
+        except Exception as exc:
+            raise IntegrityError(
+                f"{path.name} could not be loaded with skops: {type(exc).__name__}: {exc}",
+                hint="Install the scikit-learn version recorded in the bundle's requirements, or re-save the model.",
+            ) from exc
+        return SklearnAdapter(model)
 
 
 def _skops_io() -> types.ModuleType:
