@@ -298,3 +298,40 @@ def test_framework_version_drift_warns(bundle: Path) -> None:
 def test_no_warning_when_versions_match(bundle: Path, recwarn: pytest.WarningsRecorder) -> None:
     load_bundle(bundle)
     assert not [w for w in recwarn if issubclass(w.category, FrameworkVersionWarning)]
+
+
+class _SmallBatchesOnly:
+    """Predicts on the sample, fails on the bigger reference data."""
+
+    input_format = "array"
+
+    def load(self, artifacts_dir: Path) -> None:
+        return None
+
+    def predict(self, data: np.ndarray) -> np.ndarray:
+        if len(data) > 5:
+            raise MemoryError("batch too large")
+        return np.zeros(len(data))
+
+
+def test_reference_without_predictions_when_the_model_cannot_predict_it(tmp_path: Path, iris: Any) -> None:
+    x, _ = iris
+    with pytest.warns(UserWarning, match="could not predict on the reference_data"):
+        save_bundle(_SmallBatchesOnly(), tmp_path / "b", sample_input=x[:5], reference_data=x)
+    reference = load_bundle(tmp_path / "b").reference
+    assert reference is not None
+    assert "predictions" not in reference
+    assert "batch too large" in reference["predictions_error"]
+    assert reference["row_count"] == len(x)
+
+
+def test_frame_sample_for_a_model_fitted_on_arrays(tmp_path: Path, iris: Any) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from modelport.testing import check_flavor
+
+    x, y = iris
+    frame = pd.DataFrame(x, columns=["sl", "sw", "pl", "pw"])
+    loaded = check_flavor(LogisticRegression(max_iter=300).fit(x, y), frame.head(10), tmp_path)
+    assert loaded.manifest.signature.kind == "tabular"
+    assert loaded.adapter.input_format == "array"
