@@ -65,3 +65,27 @@ class NoPredict:
 def shout(x: Any) -> Any:
     """A user function, unknown to the skops allow-list."""
     return x
+
+
+class NeedsArgs:
+    """An instance ``load`` but a constructor that needs an argument."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def load(self, artifacts_dir: Path) -> None:
+        return None
+
+    def predict(self, data: np.ndarray) -> np.ndarray:
+        return np.asarray(data).sum(axis=1) * self.scale
+
+
+class LoadsNothing:
+    """A ``load`` classmethod that forgets to return the instance."""
+
+    @classmethod
+    def load(cls, artifacts_dir: Path) -> None:
+        return None
+
+    def predict(self, data: np.ndarray) -> np.ndarray:
+        return np.zeros(len(data))

@@ -163,3 +163,17 @@ def test_shipped_source_is_rechecked_before_it_runs(tmp_path: Path) -> None:
         PythonFlavor().load(tmp_path, {**options, "code": "../../etc/evil.py"})
     with pytest.raises(IntegrityError, match=r"not a plain file"):
         PythonFlavor().load(tmp_path, {**options, "code": "../../etc/evil.py"}, trusted_pickle=True)
+
+
+def test_class_that_cannot_be_rebuilt_is_explained(tmp_path: Path, iris: Any) -> None:
+    from bundle.models import LoadsNothing, NeedsArgs
+
+    x, _ = iris
+    save_bundle(NeedsArgs(2.0), tmp_path / "args", sample_input=x[:5])
+    with pytest.raises(Unsupported, match="without arguments") as info:
+        load_bundle(tmp_path / "args")
+    assert info.value.hint is not None
+    assert "classmethod" in info.value.hint
+    save_bundle(LoadsNothing(), tmp_path / "none", sample_input=x[:5])
+    with pytest.raises(IntegrityError, match=r"LoadsNothing\.load returned NoneType"):
+        load_bundle(tmp_path / "none")
