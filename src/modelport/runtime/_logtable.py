@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -101,43 +102,62 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_json_default)
+_LENIENT_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def to_json(value: Mapping[str, Any] | None) -> str | None:
-    """``value`` as compact JSON text (the fast path for plain values, :func:`plain` otherwise)."""
+    """``value`` as compact JSON text (NaN and infinities as ``null``)."""
     if value is None:
         return None
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return json.dumps(plain(value), separators=(",", ":"))
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError):  # NaN somewhere, or a value JSON does not know
+        return _LENIENT_ENCODER.encode(plain(value))
 
 
-def _kind(value: Any) -> str | None:
-    """The flat kind of one value: ``None`` when missing, ``"other"`` when not flattenable."""
-    if value is None:
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+_BOOL_TYPES = (bool, np.bool_)
+_NONE = type(None)
+
+
+def _flat_kind(types: set[type]) -> str | None:
+    """The flat kind shared by values of these ``types`` (``None`` when they mix or cannot be flattened)."""
+    types = types - {_NONE}
+    if not types:
         return None
-    if isinstance(value, bool | np.bool_):
+    if all(issubclass(t, _BOOL_TYPES) for t in types):
         return "bool"
-    if isinstance(value, int | float | np.integer | np.floating):
-        return None if isinstance(value, float | np.floating) and math.isnan(value) else "number"
-    if isinstance(value, str):
+    if all(issubclass(t, _NUMBER_TYPES) and not issubclass(t, _BOOL_TYPES) for t in types):
+        return "number"
+    if all(issubclass(t, str) for t in types):
         return "string"
-    if isinstance(value, list | tuple | np.ndarray):
-        items = value.ravel().tolist() if isinstance(value, np.ndarray) else value
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
-            return "vector"
-    return "other"
+    if all(issubclass(t, list | tuple | np.ndarray) for t in types):
+        return "vector"
+    return None
 
 
-def _flat_value(value: Any, kind: str) -> Any:
-    if kind == "number":
-        number = float(value) if value is not None else None
-        return None if number is None or not math.isfinite(number) else number
-    if kind == "vector" and value is not None:
-        items = value.ravel().tolist() if isinstance(value, np.ndarray) else list(value)
-        return [float(v) if math.isfinite(v) else None for v in items]
-    if kind == "bool" and value is not None:
-        return bool(value)
-    return value
+def _transpose(rows: Sequence[Mapping[str, Any] | None], keys: list[str]) -> Iterator[tuple[str, Sequence[Any]]]:
+    """``(key, values of every row)`` for each key; one C-level pass when every row has every key."""
+    if not keys:
+        return
+    getter = itemgetter(*keys)
+    try:
+        picked = list(map(getter, rows))  # type: ignore[arg-type]
+    except (KeyError, TypeError):
+        for key in keys:
+            yield key, [row.get(key) if row else None for row in rows]
+        return
+    if len(keys) == 1:
+        yield keys[0], picked
+        return
+    yield from zip(keys, zip(*picked, strict=True), strict=True)
 
 
 def _flat_columns(prefix: str, rows: Sequence[Mapping[str, Any] | None]) -> list[tuple[str, pa.Array]]:
@@ -146,16 +166,17 @@ def _flat_columns(prefix: str, rows: Sequence[Mapping[str, Any] | None]) -> list
         if row:
             keys.update(dict.fromkeys(row))
     columns: list[tuple[str, pa.Array]] = []
-    for key in keys:
+    for key, values in _transpose(rows, list(keys)[: MAX_FLAT_COLUMNS * 2]):
         if len(columns) >= MAX_FLAT_COLUMNS:
             break
-        values = [row.get(key) if row else None for row in rows]
-        kinds = {_kind(v) for v in values} - {None}
-        if len(kinds) != 1 or "other" in kinds:
+        kind = _flat_kind(set(map(type, values)))
+        if kind is None:
             continue
-        kind = str(kinds.pop())
-        flat = [_flat_value(v, kind) if _kind(v) is not None else None for v in values]
-        columns.append((f"{prefix}.{key}", pa.array(flat, type=_FLAT_TYPES[kind])))
+        try:
+            array = pa.array(values, type=_FLAT_TYPES[kind], from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError):
+            continue  # e.g. a vector holding text: the JSON column keeps it
+        columns.append((f"{prefix}.{key}", array))
     return columns
 
 
