@@ -200,3 +200,39 @@ def test_through_save_and_load_bundle(tmp_path: Path, iris: tuple[pd.DataFrame, 
     assert [str(c) for c in predictor.classes] == ["setosa", "versicolor", "virginica"]
     with pytest.raises(ValidationError, match="Input array has shape"):
         predictor.predict(np.zeros((2, 3)))
+
+
+def test_mixed_type_pipeline_through_a_bundle(tmp_path: Path) -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from modelport.bundle.io import load_bundle, save_bundle
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, 120),
+            "income": rng.normal(50, 10, 120),
+            "city": rng.choice(["Oslo", "Lima", "Pune"], 120),
+            "member": rng.random(120) > 0.5,
+        }
+    )
+    labels = np.where(frame["age"] > 40, "old", "young")
+    encode = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), ["city"]),
+        (StandardScaler(), ["age", "income"]),
+        remainder="passthrough",
+    )
+    model = make_pipeline(encode, LogisticRegression()).fit(frame, labels)
+    save_bundle(model, tmp_path / "mixed", name="mixed", sample_input=frame.head(40))
+    predictor = Predictor(load_bundle(tmp_path / "mixed"))
+    head = frame.head(6)
+    for data in (head.to_dict("records"), head.to_dict("list"), head.values.tolist()):
+        np.testing.assert_array_equal(predictor.predict(data), model.predict(head))
+    # JSON-ish input: ints as floats, bools as text, an unseen city left to the model's own handling.
+    row = {"age": 30.0, "income": 40, "city": "Paris", "member": "true"}
+    assert predictor.predict([row]).tolist() == ["young"]
+    with pytest.raises(ValidationError, match=r"column 'age': expected int, got float \(30.5\) at row 0"):
+        predictor.predict([{**row, "age": 30.5}])
