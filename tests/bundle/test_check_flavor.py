@@ -42,7 +42,9 @@ class RecklessFlavor:
     def adapter(self, model: Any) -> ModelAdapter:
         return ObjectAdapter(model)
 
-    def save(self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False) -> SavedArtifacts:
+    def save(
+        self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False, sample_input: Any = None
+    ) -> SavedArtifacts:
         (artifacts_dir / "model.pkl").write_bytes(pickle.dumps(model))
         return SavedArtifacts(files=("model.pkl",))
 

@@ -166,7 +166,9 @@ class _FailingFlavor:
 
         return ObjectAdapter(model)
 
-    def save(self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False) -> SavedArtifacts:
+    def save(
+        self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False, sample_input: Any = None
+    ) -> SavedArtifacts:
         (artifacts_dir / "half-written.bin").write_bytes(b"x" * 100)
         raise RuntimeError("disk full")
 

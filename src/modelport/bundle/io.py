@@ -113,7 +113,8 @@ def save_bundle(
     chosen = table.get(flavor) if flavor else table.detect(model)
     adapter = chosen.adapter(model)
     signature = infer_input_signature(sample_input)
-    outputs = infer_outputs(adapter, _model_input(sample_input, signature, adapter))
+    sample_model_input = _model_input(sample_input, signature, adapter)
+    outputs = infer_outputs(adapter, sample_model_input)
     signature = signature.model_copy(update={"outputs": outputs})
     _check_redaction(redaction, signature)
     requirement_list = _requirements(requirements)
@@ -124,7 +125,9 @@ def save_bundle(
         os.chmod(staging, 0o755)
         (staging / ARTIFACTS_DIR).mkdir()
         (staging / REFERENCE_DIR).mkdir()
-        saved = chosen.save(model, staging / ARTIFACTS_DIR, trusted_pickle=trusted_pickle)
+        saved = chosen.save(
+            model, staging / ARTIFACTS_DIR, trusted_pickle=trusted_pickle, sample_input=sample_model_input
+        )
         reference = reference_data if reference_data is not None else sample_input
         _write_reference(
             staging, reference, signature, adapter, "reference_data" if reference_data is not None else "sample_input"

@@ -97,6 +97,15 @@ def test_torchscript_module_passes_the_battery(batch: np.ndarray, tmp_path: Path
         loaded.adapter.predict_proba(batch)
 
 
+def test_plain_module_passes_the_battery_through_save_bundle(batch: np.ndarray, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = Net()
+    loaded = check_flavor(module, batch.astype(np.float32), tmp_path)
+    assert loaded.manifest.flavor_options["format"] in {"export", "torchscript"}
+    expected = module.eval()(torch.from_numpy(batch.astype(np.float32))).detach().numpy()
+    np.testing.assert_allclose(loaded.adapter.predict(batch), expected, rtol=1e-6)
+
+
 def test_plain_module_is_exported_in_eval_mode_and_left_as_it_was(batch: np.ndarray, tmp_path: Path) -> None:
     torch.manual_seed(0)
     module = Net().train()

@@ -90,8 +90,19 @@ class Flavor(Protocol):
         """Wrap an in-memory model object (used at save time to infer outputs, and by load)."""
         ...
 
-    def save(self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False) -> SavedArtifacts:
-        """Write ``model`` into ``artifacts_dir`` (which exists and is empty)."""
+    def save(
+        self,
+        model: Any,
+        artifacts_dir: Path,
+        *,
+        trusted_pickle: bool = False,
+        sample_input: ModelInput | None = None,
+    ) -> SavedArtifacts:
+        """Write ``model`` into ``artifacts_dir`` (which exists and is empty).
+
+        ``sample_input`` is the sample in the model's input format, for flavors that must trace or
+        export the model (a plain PyTorch module); others ignore it.
+        """
         ...
 
     def load(self, artifacts_dir: Path, options: dict[str, Any], *, trusted_pickle: bool = False) -> ModelAdapter:

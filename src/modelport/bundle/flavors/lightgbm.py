@@ -166,7 +166,14 @@ class LightGBMFlavor:
             categorical=_categorical_features(booster),
         )
 
-    def save(self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False) -> SavedArtifacts:
+    def save(
+        self,
+        model: Any,
+        artifacts_dir: Path,
+        *,
+        trusted_pickle: bool = False,
+        sample_input: ModelInput | None = None,
+    ) -> SavedArtifacts:
         """Write ``model.txt`` and record the wrapper, classes, features and categorical columns."""
         lightgbm = _import_lightgbm()
         estimator = _estimator_name(model)

@@ -454,7 +454,14 @@ class OnnxFlavor:
             return OnnxAdapter.from_bytes(bytes(model))
         return OnnxAdapter.from_bytes(self._proto(model).SerializeToString())
 
-    def save(self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False) -> SavedArtifacts:
+    def save(
+        self,
+        model: Any,
+        artifacts_dir: Path,
+        *,
+        trusted_pickle: bool = False,
+        sample_input: ModelInput | None = None,
+    ) -> SavedArtifacts:
         """Write ``model.onnx`` (and ``model.onnx.data`` for large models), checked by ``onnx.checker``."""
         onnx = _import_onnx()
         ort = _import_onnxruntime()

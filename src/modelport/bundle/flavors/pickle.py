@@ -94,7 +94,14 @@ class PickleFlavor:
             )
         return ObjectAdapter(model)
 
-    def save(self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False) -> SavedArtifacts:
+    def save(
+        self,
+        model: Any,
+        artifacts_dir: Path,
+        *,
+        trusted_pickle: bool = False,
+        sample_input: ModelInput | None = None,
+    ) -> SavedArtifacts:
         """Pickle ``model``; refused unless ``trusted_pickle``."""
         if not trusted_pickle:
             raise refuse_untrusted("A pickle-flavor bundle")

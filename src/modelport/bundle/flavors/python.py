@@ -44,7 +44,7 @@ import warnings
 from pathlib import Path
 from typing import Any, cast
 
-from modelport.bundle.flavors.base import InputFormat, ModelAdapter, PickleLoadWarning, SavedArtifacts
+from modelport.bundle.flavors.base import InputFormat, ModelAdapter, ModelInput, PickleLoadWarning, SavedArtifacts
 from modelport.bundle.flavors.pickle import ObjectAdapter, distribution_pins, refuse_untrusted
 from modelport.bundle.hashing import sha256_bytes
 from modelport.bundle.manifest import MANIFEST_FILE, read_manifest
@@ -81,7 +81,14 @@ class PythonFlavor:
             )
         return ObjectAdapter(model, input_format=_input_format(model))
 
-    def save(self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False) -> SavedArtifacts:
+    def save(
+        self,
+        model: Any,
+        artifacts_dir: Path,
+        *,
+        trusted_pickle: bool = False,
+        sample_input: ModelInput | None = None,
+    ) -> SavedArtifacts:
         """Record the import path, ship ``__main__`` source if needed, and call the model's ``save``."""
         cls = type(model)
         module, qualname = cls.__module__, cls.__qualname__

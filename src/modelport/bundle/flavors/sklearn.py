@@ -144,7 +144,14 @@ class SklearnFlavor:
             ) from exc
         return SklearnAdapter(model)
 
-    def save(self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False) -> SavedArtifacts:
+    def save(
+        self,
+        model: Any,
+        artifacts_dir: Path,
+        *,
+        trusted_pickle: bool = False,
+        sample_input: ModelInput | None = None,
+    ) -> SavedArtifacts:
         """Dump with skops; refuse models that would need types outside the allow-list to load."""
         skops_io = _skops_io()
         adapter = SklearnAdapter(model)

@@ -150,7 +150,14 @@ class XGBoostFlavor:
             categorical=_categorical(booster),
         )
 
-    def save(self, model: Any, artifacts_dir: Path, *, trusted_pickle: bool = False) -> SavedArtifacts:
+    def save(
+        self,
+        model: Any,
+        artifacts_dir: Path,
+        *,
+        trusted_pickle: bool = False,
+        sample_input: ModelInput | None = None,
+    ) -> SavedArtifacts:
         """Write ``model`` as ``model.json`` and describe how to load it."""
         xgboost = _import_xgboost()
         estimator = _estimator_name(model)
