@@ -1,0 +1,321 @@
+"""The handlers behind every route, as plain ASGI callables (no per-request pydantic or pandas).
+
+Prediction routes share one path: look the model up (acquiring the version so a hot swap cannot
+unload it mid-request), read the body within its limits, parse it per protocol, answer from the
+cache or coerce and score through the model's micro-batcher, encode with orjson, hand the record
+to the prediction log, release the version. The per-request deadline covers reading, waiting and
+scoring; 503 (full queue) carries ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from modelport.bundle.flavors.base import ModelInput
+from modelport.core.errors import BadRequest, Overloaded, ServiceUnavailable
+from modelport.server.cache import CacheUnavailableError, Results, cache_key
+from modelport.server.errors import JSON_TYPE, RetryLater
+from modelport.server.limits import Body, parse_json, read_body
+from modelport.server.metrics import CONTENT_TYPE as METRICS_TYPE
+from modelport.server.middleware import RequestInfo, request_info
+from modelport.server.protocols import mlflow, v1, v2
+from modelport.server.protocols.tensors import InferenceRequest, dumps
+from modelport.server.served import ServedVersion
+from modelport.server.state import ServerState
+
+logger = logging.getLogger("modelport.server")
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+THREAD_COERCE_BYTES = 256 * 1024
+"""Bodies larger than this are coerced in a worker thread, off the event loop."""
+
+_JSON = JSON_TYPE.encode()
+
+
+async def send_body(
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    content_type: bytes = _JSON,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Send a complete response."""
+    all_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if headers:
+        all_headers.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, doc: Any, status: int = 200) -> None:
+    """Send ``doc`` as JSON."""
+    await send_body(send, status, dumps(doc))
+
+
+def _path(scope: Scope, name: str) -> str:
+    value: str = scope["path_params"][name]
+    return value
+
+
+def _version(scope: Scope) -> str | None:
+    value: str | None = scope["path_params"].get("version")
+    return value
+
+
+class Encoded:
+    """A response body with its extra headers."""
+
+    __slots__ = ("body", "content_type", "headers")
+
+    def __init__(self, body: bytes, content_type: bytes = _JSON, headers: list[tuple[bytes, bytes]] | None = None):
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers or []
+
+
+Parse = Callable[[Body, ServedVersion], InferenceRequest]
+Encode = Callable[[InferenceRequest, Results, ServedVersion], Encoded]
+
+
+def _parse_v2(body: Body, served: ServedVersion, max_depth: int) -> InferenceRequest:
+    return v2.parse_infer(body, served.signature, max_depth)
+
+
+def _encode_v2(request: InferenceRequest, results: Results, served: ServedVersion) -> Encoded:
+    body, json_length = v2.encode_infer(
+        request, results, model=served.name, version=served.version, classes=served.classes
+    )
+    if json_length is None:
+        return Encoded(body)
+    return Encoded(body, b"application/octet-stream", [(b"inference-header-content-length", str(json_length).encode())])
+
+
+def _encode_v1(request: InferenceRequest, results: Results, served: ServedVersion) -> Encoded:
+    return Encoded(dumps(v1.encode_predict(results, model=served.name, version=served.version, classes=served.classes)))
+
+
+def _encode_mlflow(request: InferenceRequest, results: Results, served: ServedVersion) -> Encoded:
+    return Encoded(dumps(mlflow.encode_invocations(results)))
+
+
+class Endpoints:
+    """Every handler of one app.
+
+    Args:
+        state: The app's parts.
+    """
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.config = state.config
+        depth = state.config.max_json_depth
+        self._parse_v2: Parse = lambda body, served: _parse_v2(body, served, depth)
+        self._parse_v1: Parse = lambda body, served: v1.parse_predict(parse_json(body.data, depth), served.signature)
+        self._parse_mlflow: Parse = lambda body, served: mlflow.parse_invocations(
+            parse_json(body.data, depth), served.signature
+        )
+
+    # --- health and metadata -------------------------------------------------------------------
+
+    async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v2/health/live``: the process answers."""
+        request_info(scope).route = "health"
+        await send_json(send, {"live": True})
+
+    async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v2/health/ready``: 200 when every requested model serves, else 503 with the reasons."""
+        request_info(scope).route = "health"
+        ready, reasons = self.state.manager.readiness()
+        if not ready:
+            raise ServiceUnavailable(f"Not ready: {'; '.join(reasons)}.", hint="See /v2/repository/index and the log.")
+        await send_json(send, {"ready": True})
+
+    async def ping(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /ping``: MLflow's health check (same as ``/v2/health/ready``)."""
+        await self.ready(scope, receive, send)
+
+    async def server_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v2``: server name, version and protocol extensions."""
+        request_info(scope).route = "metadata"
+        doc = {
+            "name": "modelport",
+            "version": self.state.version,
+            "extensions": ["model_repository", "binary_tensor_data"],
+        }
+        await send_json(send, doc)
+
+    async def model_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v2/models/{name}[/versions/{version}]``: inputs, outputs, versions."""
+        info = request_info(scope)
+        info.route = "metadata"
+        name = _path(scope, "name")
+        served = self.state.manager.lookup(name, _version(scope))
+        try:
+            info.model, info.version = served.name, served.version
+            doc = v2.model_metadata(name, self.state.manager.versions(name), served.signature, served.flavor)
+            doc["serving"] = {"version": str(served.version), "runtime": served.note}
+        finally:
+            served.release()
+        await send_json(send, doc)
+
+    async def model_ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v2/models/{name}[/versions/{version}]/ready``: 200, or 503 with the reason."""
+        info = request_info(scope)
+        info.route, info.model = "health", _path(scope, "name")
+        ready, reason = self.state.manager.model_readiness(info.model, _version(scope))
+        if not ready:
+            raise ServiceUnavailable(f"Model {info.model!r} is not ready: {reason}.", hint="See the server log.")
+        await send_json(send, {"name": info.model, "ready": True})
+
+    async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /metrics``: Prometheus text exposition."""
+        request_info(scope).route = "metrics"
+        await send_body(send, 200, self.state.metrics.render(), content_type=METRICS_TYPE.encode())
+
+    # --- prediction ----------------------------------------------------------------------------
+
+    async def v2_infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v2/models/{name}[/versions/{version}]/infer``."""
+        await self._predict(scope, receive, send, "v2_infer", _path(scope, "name"), self._parse_v2, _encode_v2)
+
+    async def v1_predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v1/models/{name}[/versions/{version}]:predict``."""
+        await self._predict(scope, receive, send, "v1_predict", _path(scope, "name"), self._parse_v1, _encode_v1)
+
+    async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /invocations`` (MLflow): the only served model, or ``default_model``."""
+        name = self.config.default_model or self.state.manager.only_model()
+        if name is None:
+            request_info(scope).route = "invocations"
+            served = ", ".join(self.state.manager.names()) or "none"
+            raise BadRequest(
+                f"/invocations needs one model, and this server serves several ({served}).",
+                hint="Start the server with default_model set, or call /v2/models/{name}/infer.",
+            )
+        await self._predict(scope, receive, send, "invocations", name, self._parse_mlflow, _encode_mlflow)
+
+    async def _predict(
+        self, scope: Scope, receive: Receive, send: Send, route: str, name: str, parse: Parse, encode: Encode
+    ) -> None:
+        info = request_info(scope)
+        info.route = route
+        started = time.perf_counter()
+        served = self.state.manager.lookup(name, _version(scope))
+        info.model, info.version = served.name, served.version
+        request: InferenceRequest | None = None
+        try:
+            async with asyncio.timeout(self.config.request_timeout_s):
+                body = await read_body(receive, scope["headers"], self.state.limits)
+                request = parse(body, served)
+                outputs = served.check_outputs(request.outputs)
+                results = await self._score(served, request, outputs, len(body.data))
+            encoded = encode(request, results, served)
+        except Exception as exc:
+            self._count_refusal(served, exc)
+            self._log(info, served, request, None, started, exc)
+            if isinstance(exc, Overloaded) and not isinstance(exc, RetryLater):
+                raise RetryLater(exc.message, hint=exc.hint, retry_after_s=self.config.retry_after_s) from exc
+            raise
+        finally:
+            served.release()
+        headers = [(b"x-model-name", served.name.encode()), (b"x-model-version", str(served.version).encode())]
+        await send_body(send, 200, encoded.body, content_type=encoded.content_type, headers=headers + encoded.headers)
+        self._log(info, served, request, results, started, None)
+
+    async def _score(
+        self, served: ServedVersion, request: InferenceRequest, outputs: tuple[str, ...], size: int
+    ) -> Results:
+        key: str | None = None
+        cache = self.state.cache
+        if cache is not None and self.config.cache_enabled_for(served.name):
+            key = cache_key(served.name, served.version, outputs, request.data)
+            try:
+                hit = await cache.get(key)
+            except CacheUnavailableError:
+                self.state.metrics.count_cache(served.name, "error")
+                hit, key = None, None
+            if hit is not None:
+                self.state.metrics.count_cache(served.name, "hit")
+                return hit
+            if key is not None:
+                self.state.metrics.count_cache(served.name, "miss")
+        model_input = await self._coerce(served, request.data, size)
+        results = await served.submit(model_input, outputs)
+        if key is not None and cache is not None:
+            await cache.set(key, results)
+        return results
+
+    async def _coerce(self, served: ServedVersion, data: Any, size: int) -> ModelInput:
+        if size < THREAD_COERCE_BYTES:
+            return served.coerce(data)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.state.inference_executor, served.coerce, data)
+
+    def _count_refusal(self, served: ServedVersion, exc: BaseException) -> None:
+        if isinstance(exc, Overloaded):
+            self.state.metrics.count_refused(served.name, "overloaded")
+        elif isinstance(exc, TimeoutError):
+            self.state.metrics.count_refused(served.name, "timeout")
+
+    def _log(
+        self,
+        info: RequestInfo,
+        served: ServedVersion,
+        request: InferenceRequest | None,
+        results: Results | None,
+        started: float,
+        error: BaseException | None,
+    ) -> None:
+        predlog = self.state.predlog
+        if predlog is not None:
+            predlog.log(
+                request_id=info.request_id,
+                served=served,
+                inputs=None if request is None else request.data,
+                outputs=results,
+                latency_ms=(time.perf_counter() - started) * 1e3,
+                error=error,
+            )
+
+    # --- the repository extension --------------------------------------------------------------
+
+    async def _optional_json(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        body = await read_body(receive, scope["headers"], self.state.limits)
+        if not body.data.strip():
+            return {}
+        doc = parse_json(body.data, self.config.max_json_depth)
+        if not isinstance(doc, dict):
+            raise BadRequest("The request body must be a JSON object.", hint="Send {} or omit the body.")
+        return doc
+
+    async def repository_index(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v2/repository/index``: every model version and its state (``{"ready": true}`` filters)."""
+        request_info(scope).route = "repository"
+        doc = await self._optional_json(scope, receive)
+        rows = self.state.manager.index()
+        if doc.get("ready") is True:
+            rows = [r for r in rows if r["state"] == "READY"]
+        await send_json(send, rows)
+
+    async def repository_load(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v2/repository/models/{name}/load``: (re)load a model from the registry."""
+        info = request_info(scope)
+        info.route, info.model = "repository", _path(scope, "name")
+        await self._optional_json(scope, receive)
+        rows = await self.state.manager.load_model(info.model)
+        await send_json(send, {"name": info.model, "loaded": True, "versions": rows})
+
+    async def repository_unload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v2/repository/models/{name}/unload``: stop serving a model once in-flight requests finish."""
+        info = request_info(scope)
+        info.route, info.model = "repository", _path(scope, "name")
+        await self._optional_json(scope, receive)
+        await self.state.manager.unload_model(info.model)
+        await send_json(send, {"name": info.model, "unloaded": True})

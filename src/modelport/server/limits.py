@@ -1,0 +1,213 @@
+"""Request-body limits: size (after decompression), chunk count, media type and JSON nesting depth.
+
+The body is read straight from the ASGI ``receive`` channel; a ``Content-Length`` over the cap is
+refused before a byte is read, a streamed body as soon as it crosses the cap, and a compressed body
+(``gzip``/``deflate``) as soon as its *decompressed* size does, so a decompression bomb never
+inflates in memory. Pickle media types are refused outright. JSON depth is checked without
+recursion: a byte count bounds it for free, and a vectorised bracket scan measures it exactly when
+the bound is not enough.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
+
+from modelport.core.errors import BadRequest, Unsupported
+from modelport.server.errors import too_large
+
+BINARY_HEADER = b"inference-header-content-length"
+_PICKLE_MARKERS = ("pickle", "python-serialized", "x-python")
+_JSON_TYPES = ("", "application/json", "text/json", "text/plain")
+_BINARY_TYPES = ("application/octet-stream", "application/vnd.sagemaker-triton.binary+json")
+_OPEN = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSE = np.frombuffer(b"]}", dtype=np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """The caps applied to one request body."""
+
+    max_json_bytes: int
+    max_binary_bytes: int
+    max_chunks: int
+    max_json_depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A request body read within its limits.
+
+    Attributes:
+        data: The (decompressed) bytes.
+        json_length: For a V2 binary-extension request, the length of the leading JSON header;
+            ``None`` for a plain JSON body.
+    """
+
+    data: bytes
+    json_length: int | None = None
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _media_type(headers: list[tuple[bytes, bytes]]) -> str:
+    raw = _header(headers, b"content-type")
+    return raw.decode("latin-1").split(";", 1)[0].strip().lower() if raw else ""
+
+
+def _check_media_type(media: str, binary: bool) -> None:
+    if any(marker in media for marker in _PICKLE_MARKERS):
+        raise Unsupported(
+            f"Content type {media!r} is refused: this server never deserialises pickle.",
+            hint="Send JSON (application/json), or the V2 binary tensor extension.",
+        )
+    if media in _JSON_TYPES or media.endswith("+json") or (binary and media in _BINARY_TYPES):
+        return
+    raise Unsupported(
+        f"Content type {media!r} is not supported.",
+        hint="Send application/json (or application/octet-stream with Inference-Header-Content-Length).",
+    )
+
+
+class _Decoder:
+    """Decompresses ``gzip``/``deflate`` chunks without ever holding more than ``limit`` bytes."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        if encoding not in ("gzip", "deflate", "x-gzip"):
+            raise Unsupported(
+                f"Content-Encoding {encoding!r} is not supported.",
+                hint="Send the body uncompressed, or compressed with gzip or deflate.",
+            )
+        self._zlib = zlib.decompressobj(wbits=47 if encoding != "deflate" else 15)
+        self._limit = limit
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        try:
+            out = self._zlib.decompress(chunk, self._limit + 1 - self.size)
+        except zlib.error as exc:
+            raise BadRequest(
+                f"The compressed request body is corrupt ({exc}).",
+                hint="Check the Content-Encoding header matches how the body was compressed.",
+            ) from exc
+        self.size += len(out)
+        if self.size > self._limit or self._zlib.unconsumed_tail:
+            raise too_large(self._limit)
+        return out
+
+    def finish(self) -> bytes:
+        out = self._zlib.flush()
+        self.size += len(out)
+        if self.size > self._limit:
+            raise too_large(self._limit)
+        return out
+
+
+async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limits: BodyLimits) -> Body:
+    """Read the request body from ``receive`` within ``limits``.
+
+    Raises:
+        PayloadTooLarge: The body (decompressed) or its chunk count is over the cap.
+        Unsupported: A pickle or unknown media type or content encoding.
+        BadRequest: A corrupt compressed body, or a bad binary header length.
+    """
+    binary_header = _header(headers, BINARY_HEADER)
+    binary = binary_header is not None
+    _check_media_type(_media_type(headers), binary)
+    limit = limits.max_binary_bytes if binary else limits.max_json_bytes
+    raw_encoding = _header(headers, b"content-encoding")
+    encoding = raw_encoding.decode("latin-1").strip().lower() if raw_encoding else "identity"
+    decoder = None if encoding == "identity" else _Decoder(encoding, limit)
+    declared = _header(headers, b"content-length")
+    if decoder is None and declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    parts: list[bytes] = []
+    size = chunks = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
+        chunks += 1
+        if chunks > limits.max_chunks:
+            raise too_large(limit, what=f"Request body in more than {limits.max_chunks} chunks")
+        if decoder is not None:
+            chunk = decoder.feed(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        if chunk:
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    if decoder is not None:
+        parts.append(decoder.finish())
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    return Body(data, _json_length(binary_header, len(data)) if binary_header is not None else None)
+
+
+def _json_length(raw: bytes, size: int) -> int:
+    if not raw.strip().isdigit() or int(raw) > size:
+        raise BadRequest(
+            f"Inference-Header-Content-Length {raw.decode('latin-1')!r} is not a length within the body "
+            f"({size} bytes).",
+            hint="Set it to the byte length of the JSON header that starts the body.",
+        )
+    return int(raw)
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays/objects in a valid JSON document ``data``.
+
+    Brackets inside strings are ignored: a quote counts unless an odd run of backslashes escapes it.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(buf == ord('"'))
+    if quotes.size:
+        backslash = buf == ord("\\")
+        positions = np.arange(buf.size)
+        last_other = np.maximum.accumulate(np.where(backslash, -1, positions))
+        before = quotes - 1
+        run = np.where(before >= 0, before - last_other[np.maximum(before, 0)], 0)
+        real = quotes[run % 2 == 0]
+        toggles = np.zeros(buf.size + 1, dtype=np.int8)
+        toggles[real] = 1
+        in_string = (np.cumsum(toggles[:-1]) % 2).astype(bool)
+    else:
+        in_string = np.zeros(buf.size, dtype=bool)
+    step = np.isin(buf, _OPEN).astype(np.int32) - np.isin(buf, _CLOSE).astype(np.int32)
+    step[in_string] = 0
+    return int(np.cumsum(step).max(initial=0))
+
+
+def parse_json(data: bytes, max_depth: int) -> Any:
+    """Parse ``data`` with orjson and refuse nesting deeper than ``max_depth``.
+
+    Raises:
+        BadRequest: Malformed JSON (the parser's message names the position) or too deep.
+    """
+    if not data:
+        raise BadRequest("The request body is empty.", hint="Send a JSON document.")
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"Malformed JSON body: {exc}.", hint="Send a valid JSON document (UTF-8).") from exc
+    if data.count(b"[") + data.count(b"{") > max_depth:
+        depth = json_depth(data)
+        if depth > max_depth:
+            raise BadRequest(
+                f"JSON nesting depth {depth} exceeds the limit of {max_depth}.",
+                hint="Flatten the request; model inputs need at most a few levels of nesting.",
+            )
+    return value

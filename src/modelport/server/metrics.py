@@ -1,0 +1,98 @@
+"""Prometheus metrics of one server app, in its own ``CollectorRegistry`` (never the global one).
+
+Request counts and latency by route, model and status; per-model batch size, queue time and
+prediction latency (fed by the runtime through the observer protocol); cache hits and misses;
+requests refused for overload or timeout; prediction-log drops; auth failures; model readiness.
+Labelled children are cached so a request pays a dict lookup, not ``labels()``. With several
+worker processes each serves its own numbers (scrape each, or run one worker per pod).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServerMetrics:
+    """Every metric of one app.
+
+    Args:
+        namespace: Prefix of the metric names.
+    """
+
+    def __init__(self, namespace: str = "modelport") -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r, ns = self.registry, namespace
+        self.requests = Counter(f"{ns}_requests", "HTTP requests.", ["route", "model", "status"], registry=r)
+        self.request_latency = Histogram(
+            f"{ns}_request_latency_seconds", "HTTP request latency.", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.in_flight = Gauge(f"{ns}_requests_in_flight", "Requests being handled.", registry=r)
+        self.batch_size = Histogram(
+            f"{ns}_batch_size", "Requests merged per model call.", ["model"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.queue_time = Histogram(
+            f"{ns}_queue_time_seconds", "Time a request waited for its batch.", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.prediction_latency = Histogram(
+            f"{ns}_prediction_latency_seconds", "Model call latency per batch.", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.cache = Counter(f"{ns}_cache", "Prediction cache lookups.", ["model", "result"], registry=r)
+        self.refused = Counter(f"{ns}_refused", "Requests refused for load.", ["model", "reason"], registry=r)
+        self.log_dropped = Counter(f"{ns}_prediction_log_dropped", "Prediction-log records dropped.", registry=r)
+        self.log_written = Counter(f"{ns}_prediction_log_written", "Prediction-log records written.", registry=r)
+        self.auth_failures = Counter(f"{ns}_auth_failures", "Failed authentications.", registry=r)
+        self.model_ready = Gauge(
+            f"{ns}_model_ready", "1 when the model version serves.", ["model", "version"], registry=r
+        )
+        self.model_loads = Counter(f"{ns}_model_loads", "Model load attempts.", ["model", "result"], registry=r)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
+        """Count one finished HTTP request."""
+        self._child(self.requests, route, model, str(status)).inc()
+        self._child(self.request_latency, route).observe(seconds)
+
+    def observe_batch(self, model: str, requests: int, seconds: float) -> None:
+        """Record one model call that merged ``requests`` requests and took ``seconds``."""
+        self._child(self.batch_size, model).observe(requests)
+        self._child(self.prediction_latency, model).observe(seconds)
+
+    def observe_queue_time(self, model: str, seconds: float) -> None:
+        """Record how long one request waited before its batch ran."""
+        self._child(self.queue_time, model).observe(seconds)
+
+    def count_cache(self, model: str, result: str) -> None:
+        """Count a cache ``hit``, ``miss`` or ``error``."""
+        self._child(self.cache, model, result).inc()
+
+    def count_refused(self, model: str, reason: str) -> None:
+        """Count a request refused as ``overloaded`` or ``timeout``."""
+        self._child(self.refused, model, reason).inc()
+
+    def set_ready(self, model: str, version: int, ready: bool) -> None:
+        """Publish whether ``model`` version ``version`` serves."""
+        self.model_ready.labels(model, str(version)).set(1.0 if ready else 0.0)
+
+    def render(self) -> bytes:
+        """The text exposition of every metric."""
+        return generate_latest(self.registry)
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        """The current value of sample ``name`` with ``labels`` (for tests and diagnostics)."""
+        return self.registry.get_sample_value(name, labels or {})

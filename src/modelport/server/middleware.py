@@ -1,0 +1,167 @@
+"""The per-request envelope: request id, error translation, metrics, access log, in-flight count.
+
+One pure-ASGI middleware (no ``BaseHTTPMiddleware``, no per-request objects beyond a small slots
+record): it assigns or accepts the request id (``X-Request-ID``, returned on every response),
+turns any exception into the error body of :mod:`modelport.server.errors` (a traceback only ever
+reaches the server log), counts requests by route, model and status, writes the access-log line,
+and tracks in-flight requests so that shutdown can drain them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from typing import Any
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelport.core.errors import ModelportError
+from modelport.server.accesslog import AccessLog
+from modelport.server.errors import JSON_TYPE, translate
+from modelport.server.metrics import ServerMetrics
+
+REQUEST_ID_HEADER = b"x-request-id"
+CLIENT_CLOSED = 499
+"""Status recorded (never sent) when the client went away before the body was read."""
+_SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestInfo:
+    """What the endpoint tells the envelope about one request (stored at ``scope["modelport"]``)."""
+
+    __slots__ = ("error_type", "model", "request_id", "route", "version")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.route = "unmatched"
+        self.model: str | None = None
+        self.version: int | None = None
+        self.error_type: str | None = None
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    """The :class:`RequestInfo` of the request in ``scope``."""
+    info: RequestInfo = scope["modelport"]
+    return info
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER and _SAFE_ID.match(value):
+            return value.decode("ascii")
+    return os.urandom(12).hex()
+
+
+class InFlight:
+    """Counts requests being handled; :meth:`wait_idle` returns when none are."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle: asyncio.Event | None = None
+
+    def enter(self) -> None:
+        """One more request."""
+        self.count += 1
+
+    def leave(self) -> None:
+        """One request done."""
+        self.count -= 1
+        if self.count == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight, at most ``timeout_s``; return whether it happened."""
+        if self.count == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        finally:
+            self._idle = None
+        return True
+
+
+class RequestEnvelope:
+    """The outermost application middleware.
+
+    Args:
+        app: The router (and Starlette's exception middleware) inside.
+        metrics: Request metrics.
+        access_log: Access-log writer.
+        in_flight: The shared in-flight counter.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: ServerMetrics, access_log: AccessLog, in_flight: InFlight) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+        self.in_flight = in_flight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        info = RequestInfo(_request_id(scope["headers"]))
+        scope["modelport"] = info
+        id_header = (REQUEST_ID_HEADER, info.request_id.encode("ascii"))
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        self.in_flight.enter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            status, info.error_type = CLIENT_CLOSED, "ClientDisconnect"
+        except Exception as exc:
+            info.error_type = exc.type if isinstance(exc, ModelportError) else type(exc).__name__
+            if response_started:
+                translate(exc, info.request_id)  # logs unexpected errors; the response is already underway
+            else:
+                reply = translate(exc, info.request_id)
+                status = reply.status
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": reply.status,
+                        "headers": [
+                            (b"content-type", JSON_TYPE.encode()),
+                            (b"content-length", str(len(reply.body)).encode()),
+                            *reply.headers,
+                            id_header,
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": reply.body})
+        finally:
+            self.in_flight.leave()
+            self._record(scope, info, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
+        self.metrics.observe_request(info.route, info.model or "", status, seconds)
+        client: Any = scope.get("client")
+        self.access_log.write(
+            request_id=info.request_id,
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            latency_ms=seconds * 1e3,
+            model=info.model,
+            version=info.version,
+            client=client[0] if client else None,
+            error_type=info.error_type,
+        )

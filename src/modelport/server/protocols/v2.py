@@ -1,0 +1,208 @@
+"""Open Inference Protocol V2 (KServe/Triton/MLServer REST): request parsing and response encoding.
+
+Tabular models take one input per column (``name`` = column, shape ``[rows]`` or ``[rows, 1]``) or
+one 2-D input ``[rows, columns]`` with the columns in signature order; tensor models one tensor per
+input. The binary tensor extension is supported both ways: an input with
+``parameters.binary_data_size`` reads its bytes from the tail of the body (after
+``Inference-Header-Content-Length`` bytes of JSON); an output asked for with
+``parameters.binary_data`` (or every output with request ``parameters.binary_data_output``) is
+returned the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from modelport.core.errors import BadRequest, ValidationError
+from modelport.core.types import Signature
+from modelport.server.limits import Body, parse_json
+from modelport.server.protocols.tensors import (
+    InferenceRequest,
+    array_from_binary,
+    array_from_json,
+    array_to_binary,
+    as_list,
+    column_datatype,
+    datatype_of,
+    dumps,
+    shape_of,
+)
+
+_HINT = "See the Open Inference Protocol: {'inputs': [{'name', 'shape', 'datatype', 'data'}], 'outputs': [...]}."
+
+
+def _string_or_none(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise BadRequest(f"{where} must be a string, got {type(value).__name__}.", hint=_HINT)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where} must be an object, got {type(value).__name__}.", hint=_HINT)
+    return value
+
+
+def _read_inputs(raw_inputs: Any, body: Body) -> dict[str, np.ndarray]:
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise BadRequest("'inputs' must be a non-empty list of tensors.", hint=_HINT)
+    offset = body.json_length or 0
+    tail = memoryview(body.data)
+    arrays: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(raw_inputs):
+        if not isinstance(tensor, dict):
+            raise BadRequest(f"inputs[{i}] must be an object, got {type(tensor).__name__}.", hint=_HINT)
+        name = tensor.get("name")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"inputs[{i}] has no 'name'.", hint=_HINT)
+        where = f"input {name!r}"
+        if name in arrays:
+            raise BadRequest(f"{where} is given twice.", hint="Send each input once.")
+        shape = shape_of(tensor.get("shape"), where)
+        datatype = tensor.get("datatype")
+        size = _mapping(tensor.get("parameters"), f"{where} parameters").get("binary_data_size")
+        if size is not None:
+            if body.json_length is None or not isinstance(size, int) or size < 0 or offset + size > len(body.data):
+                raise BadRequest(
+                    f"{where}: binary_data_size {size!r} does not fit the binary part of the body.",
+                    hint="Send the Inference-Header-Content-Length header and one binary tensor per such input.",
+                )
+            arrays[name] = array_from_binary(tail[offset : offset + size], str(datatype), shape, where)
+            offset += size
+        elif "data" in tensor:
+            arrays[name] = array_from_json(tensor["data"], str(datatype) if datatype else "", shape, where)
+        else:
+            raise BadRequest(f"{where} has neither 'data' nor parameters.binary_data_size.", hint=_HINT)
+    return arrays
+
+
+def _requested_outputs(raw_outputs: Any, parameters: dict[str, Any]) -> tuple[tuple[str, ...] | None, frozenset[str]]:
+    all_binary = parameters.get("binary_data_output") is True
+    if raw_outputs is None:
+        return None, frozenset({"*"}) if all_binary else frozenset()
+    if not isinstance(raw_outputs, list):
+        raise BadRequest("'outputs' must be a list of {'name': ...} objects.", hint=_HINT)
+    names: list[str] = []
+    binary: set[str] = set()
+    for i, out in enumerate(raw_outputs):
+        name = out.get("name") if isinstance(out, dict) else None
+        if not isinstance(name, str):
+            raise BadRequest(f"outputs[{i}] has no 'name'.", hint=_HINT)
+        names.append(name)
+        if all_binary or _mapping(out.get("parameters"), f"output {name!r} parameters").get("binary_data") is True:
+            binary.add(name)
+    return tuple(names), frozenset(binary)
+
+
+def _tabular_data(arrays: dict[str, np.ndarray], signature: Signature) -> Any:
+    columns = signature.column_names
+    known = set(columns)
+    if len(arrays) == 1 and next(iter(arrays)) not in known:
+        ((name, arr),) = arrays.items()
+        if arr.ndim != 2:
+            raise ValidationError(
+                f"input {name!r} is not a column of the model and not a 2-D [rows, {len(columns)}] tensor "
+                f"(shape {list(arr.shape)}).",
+                hint=f"Send one input per column ({', '.join(columns)}) or one 2-D input with the columns in "
+                "that order.",
+            )
+        return arr
+    unknown = [n for n in arrays if n not in known]
+    if unknown:
+        raise ValidationError(
+            f"Unknown input column {unknown[0]!r}.",
+            hint=f"The model's columns are: {', '.join(columns)}.",
+        )
+    data: dict[str, np.ndarray] = {}
+    for name, arr in arrays.items():
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 1:
+            raise ValidationError(
+                f"input {name!r} has shape {list(arr.shape)}; a column input has shape [rows] or [rows, 1].",
+                hint="Send one value per row for each column.",
+            )
+        data[name] = arr
+    return data
+
+
+def parse_infer(body: Body, signature: Signature, max_depth: int) -> InferenceRequest:
+    """Parse a V2 ``infer`` request body into an :class:`InferenceRequest`.
+
+    Raises:
+        BadRequest: Malformed JSON or structure.
+        ValidationError: Datatype, shape or input names that do not fit the model.
+    """
+    header = body.data if body.json_length is None else body.data[: body.json_length]
+    doc = parse_json(header, max_depth)
+    if not isinstance(doc, dict):
+        raise BadRequest(f"The request must be a JSON object, got {type(doc).__name__}.", hint=_HINT)
+    parameters = _mapping(doc.get("parameters"), "'parameters'")
+    arrays = _read_inputs(doc.get("inputs"), body)
+    outputs, binary = _requested_outputs(doc.get("outputs"), parameters)
+    if signature.kind == "tabular":
+        data: Any = _tabular_data(arrays, signature)
+    else:
+        data = arrays
+    return InferenceRequest(data, outputs, _string_or_none(doc.get("id"), "'id'"), binary, parameters)
+
+
+def encode_infer(
+    request: InferenceRequest,
+    results: Mapping[str, np.ndarray],
+    *,
+    model: str,
+    version: int,
+    classes: tuple[Any, ...] | None,
+) -> tuple[bytes, int | None]:
+    """Encode a V2 ``infer`` response.
+
+    Returns:
+        The body, and the JSON header length when binary outputs follow it (``None`` otherwise).
+    """
+    outputs: list[dict[str, Any]] = []
+    tails: list[bytes] = []
+    binary = request.binary_outputs
+    for name, arr in results.items():
+        out: dict[str, Any] = {"name": name, "datatype": datatype_of(arr.dtype), "shape": list(arr.shape)}
+        if name == "predict_proba" and classes is not None:
+            out["parameters"] = {"classes": list(classes)}
+        if name in binary or "*" in binary:
+            raw = array_to_binary(arr)
+            out.setdefault("parameters", {})["binary_data_size"] = len(raw)
+            tails.append(raw)
+        else:
+            out["data"] = as_list(arr.ravel())
+        outputs.append(out)
+    doc: dict[str, Any] = {"model_name": model, "model_version": str(version), "outputs": outputs}
+    if request.id is not None:
+        doc["id"] = request.id
+    head = dumps(doc)
+    if not tails:
+        return head, None
+    return head + b"".join(tails), len(head)
+
+
+def model_metadata(name: str, versions: list[int], signature: Signature, flavor: str) -> dict[str, Any]:
+    """The V2 model metadata document: name, versions, platform, inputs and outputs."""
+    if signature.kind == "tabular":
+        inputs = [{"name": c.name, "datatype": column_datatype(c.dtype), "shape": [-1]} for c in signature.columns]
+    else:
+        inputs = [
+            {"name": t.name, "datatype": column_datatype(t.dtype), "shape": list(t.shape)} for t in signature.tensors
+        ]
+    outputs = [
+        {"name": o.name, "datatype": column_datatype(o.dtype), "shape": list(o.shape)} for o in signature.outputs
+    ]
+    return {
+        "name": name,
+        "versions": [str(v) for v in versions],
+        "platform": f"modelport-{flavor}",
+        "inputs": inputs,
+        "outputs": outputs,
+    }

@@ -1,0 +1,206 @@
+"""One model version being served: its predictor, its micro-batcher, and its in-flight count.
+
+Requests :meth:`ServedVersion.acquire` a version before using it and release it after; a retired
+version (replaced by a hot swap, or unloaded) stops its batcher only when its last in-flight
+request has finished, so a swap never fails a request. A batch that fails as a whole is scored
+again request by request, so one bad request cannot fail the others merged with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelport.bundle.flavors.base import ModelInput
+from modelport.core.errors import ValidationError
+from modelport.core.types import Signature
+from modelport.runtime.batcher import MicroBatcher
+from modelport.runtime.observe import RuntimeObserver
+from modelport.runtime.predictor import Predictor
+
+logger = logging.getLogger("modelport.server")
+
+Results = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One request's share of a batch: its coerced input and the outputs it asked for."""
+
+    model_input: ModelInput
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """Micro-batching knobs of every served version."""
+
+    max_batch_size: int
+    max_batch_delay_ms: float
+    max_queue: int
+
+
+class ServedVersion:
+    """A loaded, warmed model version.
+
+    Args:
+        predictor: The model.
+        version: Its version number (1 for a bundle that was never registered).
+        note: How it is served, e.g. ``"onnxruntime"`` or ``"native (no ONNX converter)"``.
+        origin: The bundle folder or registry digest it was loaded from.
+        settings: Batching knobs.
+        executor: Threads that run model calls.
+        observer: Receives batch sizes, queue times and latencies.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        version: int,
+        note: str,
+        origin: str,
+        settings: BatchSettings,
+        executor: Executor,
+        observer: RuntimeObserver,
+    ) -> None:
+        self.predictor = predictor
+        self.name = predictor.name
+        self.version = version
+        self.note = note
+        self.origin = origin
+        self.signature: Signature = predictor.signature
+        self.output_names = predictor.output_names
+        self.classes = predictor.classes
+        self.flavor = predictor.manifest.flavor
+        self.in_flight = 0
+        self.retired = False
+        self._settings = settings
+        self._executor = executor
+        self._observer = observer
+        self._batcher: MicroBatcher[BatchItem, Results] | None = None
+        self._stopped: asyncio.Event | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"ServedVersion({self.name}:{self.version}, {self.note})"
+
+    def start(self) -> None:
+        """Create and start the batcher (inside the running event loop)."""
+        self._stopped = asyncio.Event()
+        self._batcher = MicroBatcher(
+            self._process,
+            max_batch_size=self._settings.max_batch_size,
+            max_batch_delay_ms=self._settings.max_batch_delay_ms,
+            max_queue=self._settings.max_queue,
+            executor=self._executor,
+            observer=self._observer,
+            name=f"{self.name}:{self.version}",
+        )
+        self._batcher.start()
+
+    def coerce(self, data: Any) -> ModelInput:
+        """Validate caller data against the signature."""
+        return self.predictor.coerce(data)
+
+    def check_outputs(self, outputs: Sequence[str] | None) -> tuple[str, ...]:
+        """The outputs to compute: the given ones (validated) or every output."""
+        if outputs is None:
+            return self.output_names
+        return self.predictor.check_outputs(outputs)
+
+    async def submit(self, model_input: ModelInput, outputs: tuple[str, ...]) -> Results:
+        """Score one request through the batcher.
+
+        Raises:
+            Overloaded: The queue is full.
+            ModelportError: What the model raised for this request.
+        """
+        if self._batcher is None:
+            raise RuntimeError(f"{self!r} is not started")
+        return await self._batcher.submit(BatchItem(model_input, outputs))
+
+    def _process(self, items: list[BatchItem]) -> list[Results | BaseException]:
+        """Score a batch in one model call (run in the executor)."""
+        if len(items) == 1:
+            item = items[0]
+            try:
+                return [self.predictor.run(item.model_input, item.outputs)]
+            except Exception as exc:  # handed to the waiting request
+                return [exc]
+        wanted = tuple(dict.fromkeys(name for item in items for name in item.outputs))
+        try:
+            merged = self.predictor.concat([item.model_input for item in items])
+            results = self.predictor.run(merged, wanted)
+        except Exception:
+            return [self._process([item])[0] for item in items]
+        sizes = [self.predictor.n_rows(item.model_input) for item in items]
+        parts = self.predictor.split(results, sizes)
+        return [{name: part[name] for name in item.outputs} for item, part in zip(items, parts, strict=True)]
+
+    def warm(self, sample: ModelInput | None, rows: int) -> None:
+        """Score ``rows`` rows of the reference sample, once as a batch and once alone (in a thread)."""
+        if sample is None or rows <= 0:
+            return
+        started = time.perf_counter()
+        try:
+            for n in (rows, 1):
+                self.predictor.run(self.predictor.coerce(_head(sample, n)), self.output_names)
+        except ValidationError as exc:
+            logger.warning("Warm-up of %s:%s skipped: %s", self.name, self.version, exc.message)
+            return
+        logger.debug("Warmed %s:%s in %.1f ms", self.name, self.version, (time.perf_counter() - started) * 1e3)
+
+    def acquire(self) -> ServedVersion:
+        """Count one more in-flight request."""
+        self.in_flight += 1
+        return self
+
+    def release(self) -> None:
+        """Count one request finished; stop a retired version when it was the last."""
+        self.in_flight -= 1
+        if self.retired and self.in_flight == 0:
+            self._schedule_stop()
+
+    def retire(self) -> None:
+        """Stop taking new requests; unload once in-flight requests finish."""
+        if self.retired:
+            return
+        self.retired = True
+        if self.in_flight == 0:
+            self._schedule_stop()
+
+    def _schedule_stop(self) -> None:
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self.stop())
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the batcher (idempotent), finishing queued requests for at most ``timeout_s``."""
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            await batcher.stop(drain=True, timeout_s=timeout_s)
+            logger.info("Unloaded %s:%s", self.name, self.version)
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`stop` has run."""
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+
+def _head(sample: ModelInput, n: int) -> ModelInput:
+    """The first ``n`` rows of a frame, an array or a dict of arrays."""
+    if isinstance(sample, pd.DataFrame):
+        return sample.iloc[:n]
+    if isinstance(sample, dict):
+        return {name: arr[:n] for name, arr in sample.items()}
+    return sample[:n]

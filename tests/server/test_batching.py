@@ -1,0 +1,165 @@
+"""Safety under load: batching merges concurrent requests, bounded queues answer 503 + Retry-After,
+deadlines answer 504, and shutdown drains in-flight requests while readiness turns 503 at once."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelport.bundle.io import load_bundle
+from modelport.bundle.loaded import LoadedBundle
+from modelport.server.app import create_app
+from modelport.server.config import ServerConfig
+
+from .support import Lifespan, client_for, rows, serving, v2_body
+
+pytestmark = pytest.mark.anyio
+
+
+class Gated:
+    """Wraps a real adapter: each call waits for ``gate`` (when set up) and sleeps ``delay_s``."""
+
+    def __init__(self, inner: Any, *, delay_s: float = 0.0, gate: threading.Event | None = None) -> None:
+        self.inner = inner
+        self.input_format, self.classes, self.has_proba = inner.input_format, inner.classes, inner.has_proba
+        self.delay_s = delay_s
+        self.gate = gate
+        self.calls = 0
+        self.entered = threading.Event()
+
+    def _wait(self) -> None:
+        self.calls += 1
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(10)
+        time.sleep(self.delay_s)
+
+    def predict(self, data: Any) -> np.ndarray:
+        self._wait()
+        return np.asarray(self.inner.predict(data))
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        self._wait()
+        return np.asarray(self.inner.predict_proba(data))
+
+
+def _app(bundle: Path, adapter_box: list[Gated], *, gate: threading.Event | None = None, delay_s: float = 0.0,
+         **config: Any) -> Any:  # fmt: skip
+    def loader(path: Path) -> LoadedBundle:
+        loaded = load_bundle(path)
+        adapter = Gated(loaded.adapter, delay_s=delay_s, gate=gate)
+        adapter_box.append(adapter)
+        return dataclasses.replace(loaded, adapter=adapter)
+
+    settings = {"models": (str(bundle),), "poll_interval_s": 0, "warmup_rows": 0, **config}
+    return create_app(ServerConfig(**settings), registry=None, loader=loader)
+
+
+ONE = v2_body(rows(1), ("predict",))
+
+
+def _sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics")
+
+
+async def test_concurrent_requests_are_merged_into_batches(iris_bundles: dict[int, Path]) -> None:
+    box: list[Gated] = []
+    app = _app(iris_bundles[1], box, delay_s=0.05, max_batch_size=32, max_batch_delay_ms=5)
+    async with serving(app) as client:
+        replies = await asyncio.gather(*(client.post("/v2/models/iris/infer", json=ONE) for _ in range(24)))
+        assert {r.status_code for r in replies} == {200}
+        text = (await client.get("/metrics")).text
+    batches = _sample(text, 'modelport_batch_size_count{model="iris"}')
+    merged = _sample(text, 'modelport_batch_size_sum{model="iris"}')
+    singles = _sample(text, 'modelport_batch_size_bucket{le="1.0",model="iris"}')
+    assert merged == 24
+    assert batches < 24
+    assert singles < batches
+    assert box[0].calls == batches
+
+
+async def test_a_lone_request_is_a_batch_of_one(iris_bundles: dict[int, Path]) -> None:
+    box: list[Gated] = []
+    async with serving(_app(iris_bundles[1], box, max_batch_delay_ms=50)) as client:
+        for _ in range(3):
+            assert (await client.post("/v2/models/iris/infer", json=ONE)).status_code == 200
+        text = (await client.get("/metrics")).text
+    assert _sample(text, 'modelport_batch_size_bucket{le="1.0",model="iris"}') == 3
+
+
+async def test_full_queue_is_503_with_retry_after(iris_bundles: dict[int, Path]) -> None:
+    gate = threading.Event()
+    box: list[Gated] = []
+    app = _app(iris_bundles[1], box, gate=gate, max_batch_size=1, max_queue=2, retry_after_s=3)
+    async with serving(app) as client:
+        tasks = [asyncio.ensure_future(client.post("/v2/models/iris/infer", json=ONE)) for _ in range(8)]
+        await asyncio.to_thread(box[0].entered.wait, 5)
+        await asyncio.sleep(0.05)
+        gate.set()
+        replies = await asyncio.gather(*tasks)
+        statuses = sorted(r.status_code for r in replies)
+        assert set(statuses) == {200, 503}
+        assert statuses.count(200) >= 2
+        refused = next(r for r in replies if r.status_code == 503)
+        assert refused.headers["retry-after"] == "3"
+        assert "queue for model iris:1 is full" in refused.json()["error"]
+        text = (await client.get("/metrics")).text
+    assert _sample(text, 'modelport_refused_total{model="iris",reason="overloaded"}') == statuses.count(503)
+
+
+async def test_request_past_its_deadline_is_504(iris_bundles: dict[int, Path]) -> None:
+    box: list[Gated] = []
+    app = _app(iris_bundles[1], box, delay_s=0.5, request_timeout_s=0.1)
+    async with serving(app) as client:
+        resp = await client.post("/v2/models/iris/infer", json=ONE)
+        assert resp.status_code == 504
+        assert resp.json()["type"] == "DeadlineExceeded"
+        text = (await client.get("/metrics")).text
+    assert _sample(text, 'modelport_refused_total{model="iris",reason="timeout"}') == 1
+
+
+async def test_shutdown_turns_readiness_off_and_drains_in_flight_requests(iris_bundles: dict[int, Path]) -> None:
+    gate = threading.Event()
+    box: list[Gated] = []
+    app = _app(iris_bundles[1], box, gate=gate, drain_timeout_s=10)
+    driver = Lifespan(app)
+    await driver.startup()
+    async with client_for(app) as client:
+        assert (await client.get("/v2/health/ready")).status_code == 200
+        in_flight = asyncio.ensure_future(client.post("/v2/models/iris/infer", json=ONE))
+        await asyncio.to_thread(box[0].entered.wait, 5)
+        stopping = asyncio.ensure_future(driver.shutdown())
+        await asyncio.sleep(0.05)
+        ready = await client.get("/v2/health/ready")
+        assert ready.status_code == 503
+        assert "shutting down" in ready.json()["error"]
+        assert not stopping.done()
+        gate.set()
+        reply = await in_flight
+        assert reply.status_code == 200
+        await stopping
+
+
+async def test_drain_gives_up_after_its_timeout(iris_bundles: dict[int, Path]) -> None:
+    gate = threading.Event()
+    box: list[Gated] = []
+    app = _app(iris_bundles[1], box, gate=gate, drain_timeout_s=0.1)
+    driver = Lifespan(app)
+    await driver.startup()
+    async with client_for(app) as client:
+        in_flight = asyncio.ensure_future(client.post("/v2/models/iris/infer", json=ONE))
+        await asyncio.to_thread(box[0].entered.wait, 5)
+        await driver.shutdown()
+        gate.set()
+        reply = await in_flight
+        assert reply.status_code in (200, 503)
