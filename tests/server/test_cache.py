@@ -1,11 +1,17 @@
-"""The in-memory prediction cache: LRU, TTL, read-only entries, stable keys; the JSON value codec."""
+"""The prediction cache: LRU, TTL, read-only entries, stable keys, the JSON value codec, hits over HTTP."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from modelport.server.app import create_app
 from modelport.server.cache import MemoryCache, cache_key, decode_results, encode_results
+from modelport.server.config import ServerConfig
+
+from .support import rows, serving, v2_body
 
 pytestmark = pytest.mark.anyio
 
@@ -57,3 +63,38 @@ def test_codec_round_trips_numbers_and_text() -> None:
     assert back["predict"].tolist() == ["yes", "no"]
     assert back["predict_proba"].dtype == np.float32
     np.testing.assert_array_equal(back["predict_proba"], value["predict_proba"])
+
+
+async def test_identical_requests_are_answered_from_the_cache(iris_bundles: dict[int, Path]) -> None:
+    config = ServerConfig(models=(str(iris_bundles[1]),), poll_interval_s=0, cache_url="memory")
+    body = v2_body(rows(2), ("predict",))
+    async with serving(create_app(config, registry=None)) as client:
+        first = await client.post("/v2/models/iris/infer", json=body)
+        second = await client.post("/v2/models/iris/infer", json=body)
+        other = await client.post("/v2/models/iris/infer", json=v2_body(rows(2, start=70), ("predict",)))
+        v1 = await client.post("/v1/models/iris:predict", json={"instances": rows(2)})
+        metrics = (await client.get("/metrics")).text
+    assert first.json()["outputs"] == second.json()["outputs"]
+    assert other.status_code == 200
+    assert v1.json()["predictions"] == first.json()["outputs"][0]["data"]
+    assert 'modelport_cache_total{model="iris",result="hit"} 1.0' in metrics
+    assert 'modelport_cache_total{model="iris",result="miss"} 3.0' in metrics
+    assert 'modelport_batch_size_count{model="iris"} 3.0' in metrics
+
+
+async def test_cache_is_per_model(iris_bundles: dict[int, Path]) -> None:
+    config = ServerConfig(models=(str(iris_bundles[1]),), poll_interval_s=0, cache_url="memory", cache_models=("x",))
+    async with serving(create_app(config, registry=None)) as client:
+        for _ in range(2):
+            await client.post("/v2/models/iris/infer", json=v2_body(rows(1)))
+        metrics = (await client.get("/metrics")).text
+    assert "modelport_cache_total{" not in metrics
+
+
+async def test_an_unreachable_redis_is_a_miss_not_an_error(iris_bundles: dict[int, Path]) -> None:
+    config = ServerConfig(models=(str(iris_bundles[1]),), poll_interval_s=0, cache_url="redis://127.0.0.1:1/0")
+    async with serving(create_app(config, registry=None)) as client:
+        resp = await client.post("/v2/models/iris/infer", json=v2_body(rows(1)))
+        metrics = (await client.get("/metrics")).text
+    assert resp.status_code == 200
+    assert 'modelport_cache_total{model="iris",result="error"} 1.0' in metrics

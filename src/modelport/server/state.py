@@ -8,6 +8,7 @@ closes the rest. Nothing here is global: two apps in one process share nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import Executor
 from importlib.metadata import PackageNotFoundError, version
@@ -111,5 +112,5 @@ class ServerState:
         if self.cache is not None:
             await self.cache.close()
         if self.prediction_log is not None:
-            self.prediction_log.stop()
+            await asyncio.to_thread(self.prediction_log.stop)
         self.manager.loader.close()

@@ -1,0 +1,86 @@
+"""Running under uvicorn: the bind rule, the worker spec round trip, the worker factory, logging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelport.core.errors import ConfigError
+from modelport.server.config import ServerConfig
+from modelport.server.routes import Guarded
+from modelport.server.run import (
+    WORKER_ENV,
+    RegistryLocation,
+    WorkerSpec,
+    check_bind,
+    log_config,
+    run,
+    uvicorn_options,
+    worker_app,
+    worker_spec_from_environment,
+)
+
+ADMIN = "an-admin-key-that-is-long-enough"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::", "example.com"])
+def test_non_loopback_without_an_admin_key_refuses_to_start(host: str) -> None:
+    with pytest.raises(ConfigError, match="Refusing to listen") as info:
+        check_bind(ServerConfig(host=host))
+    assert info.value.hint is not None
+    with pytest.raises(ConfigError, match="Refusing to listen"):
+        check_bind(ServerConfig(host=host, api_keys=[f"predict:{ADMIN}"]))
+    with pytest.raises(ConfigError, match="Refusing to listen"):
+        run(ServerConfig(host=host, models=("./x",)))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_loopback_needs_no_key(host: str) -> None:
+    check_bind(ServerConfig(host=host))
+
+
+def test_an_admin_key_allows_any_address() -> None:
+    check_bind(ServerConfig(host="0.0.0.0", api_keys=[ADMIN]))
+
+
+def test_one_worker_needs_the_app() -> None:
+    with pytest.raises(ConfigError, match="needs the app"):
+        run(ServerConfig(models=("./x",)))
+
+
+def test_worker_spec_round_trips_with_its_secrets() -> None:
+    spec = WorkerSpec(
+        config=ServerConfig(models=("iris@production",), api_keys=[ADMIN], cache_url="redis://:pw@localhost/0"),
+        registry=RegistryLocation(db_url="postgresql://u:pw@db/x", artifacts_url="/a", actor="svc", home=Path("/h")),
+    )
+    text = spec.to_json()
+    assert ADMIN not in text
+    back = worker_spec_from_environment({WORKER_ENV: text})
+    assert back == spec
+    assert back.registry is not None
+    assert back.registry.db_url.get_secret_value() == "postgresql://u:pw@db/x"
+    assert "pw" not in repr(back)
+
+
+def test_worker_spec_missing_or_invalid() -> None:
+    with pytest.raises(ConfigError, match="not set"):
+        worker_spec_from_environment({})
+    with pytest.raises(ConfigError, match="not a valid worker spec"):
+        worker_spec_from_environment({WORKER_ENV: "{"})
+
+
+def test_worker_factory_builds_the_app(monkeypatch: pytest.MonkeyPatch, iris_bundles: dict[int, Path]) -> None:
+    config = ServerConfig(models=(str(iris_bundles[1]),))
+    monkeypatch.setenv(WORKER_ENV, WorkerSpec(config=config).to_json())
+    app = worker_app()
+    assert app.state.modelport.config == config
+    assert all(isinstance(route.endpoint, Guarded) for route in app.routes)
+
+
+def test_uvicorn_options_follow_the_config() -> None:
+    options = uvicorn_options(ServerConfig(port=9000, drain_timeout_s=12), "warning")
+    assert options["port"] == 9000
+    assert options["timeout_graceful_shutdown"] == 12
+    assert options["access_log"] is False
+    assert log_config("debug")["loggers"]["modelport"]["level"] == "DEBUG"
