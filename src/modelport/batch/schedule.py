@@ -217,8 +217,9 @@ class Scheduler:
         now = self.clock.now()
         outcomes = []
         for schedule in self.store.list_schedules():
-            if schedule.enabled and _is_due(schedule, now):
-                outcomes.append(self._fire(schedule.name, force=False))
+            outcome = self._fire(schedule.name, force=False) if schedule.enabled and _is_due(schedule, now) else None
+            if outcome is not None:
+                outcomes.append(outcome)
         return outcomes
 
     def run_now(self, name: str) -> ScheduleOutcome:
@@ -230,7 +231,7 @@ class Scheduler:
         """
         self.store.get_schedule(name)
         outcome = self._fire(name, force=True)
-        if outcome.status == "skipped":
+        if outcome is None or outcome.status == "skipped":
             raise Conflict(f"Schedule {name!r} is running already.", hint="Wait for that run to finish.")
         return outcome
 
@@ -258,7 +259,7 @@ class Scheduler:
                 return
             self.clock.sleep(self.seconds_until_next())
 
-    def _fire(self, name: str, *, force: bool) -> ScheduleOutcome:
+    def _fire(self, name: str, *, force: bool) -> ScheduleOutcome | None:
         now = self.clock.now()
         if not self.store.acquire_schedule_lease(name, self.owner, now=now, until=self._lease_end()):
             return ScheduleOutcome(name, "skipped", error="running in another scheduler")
@@ -267,9 +268,11 @@ class Scheduler:
             updates: dict[str, Any] = {}
             if schedule.next_run_at <= now or force:
                 updates["next_run_at"] = next_fire(schedule.cron, schedule.timezone, now)
-            request = self._request(schedule, now, force=force)
+            request = self._request(schedule, now, force=force, cron_due="next_run_at" in updates)
             if request is None:
-                schedule = self.store.update_schedule(name, **updates) if updates else schedule
+                schedule = self.store.update_schedule(name, **updates)
+                if schedule.pending_run_id is None:
+                    return None  # the pending run had completed; nothing else is due
                 return ScheduleOutcome(name, "skipped", schedule.pending_run_id, schedule.attempt, "waiting to retry")
             schedule = self.store.update_schedule(
                 name, pending_run_id=request.run_id, attempt=request.attempt, retry_at=None, last_run_at=now, **updates
@@ -278,20 +281,26 @@ class Scheduler:
         finally:
             self.store.release_schedule_lease(name, self.owner)
 
-    def _request(self, schedule: ScheduleRecord, now: datetime, *, force: bool) -> RunRequest | None:
+    def _request(self, schedule: ScheduleRecord, now: datetime, *, force: bool, cron_due: bool) -> RunRequest | None:
+        """The run to start: the pending one (a retry, or one cut short), else a new one when due."""
         keep_alive = self._keep_alive(schedule.name)
         pending = schedule.pending_run_id
-        if pending is None:
+        if pending is not None:
+            try:
+                status = self.store.get_run(pending).status
+            except NotFound:  # the attempt failed before its run was recorded
+                status = None
+            if status == "completed":  # it finished, but its scheduler stopped before noting it
+                self.store.update_schedule(
+                    schedule.name, pending_run_id=None, attempt=0, retry_at=None, last_status="completed"
+                )
+            elif not force and schedule.retry_at is not None and schedule.retry_at > now:
+                return None
+            else:
+                return RunRequest(pending, status is not None, schedule.attempt + 1, keep_alive)
+        if force or cron_due:
             return RunRequest(uuid.uuid4().hex, resume=False, attempt=1, progress=keep_alive)
-        if not force and schedule.retry_at is not None and schedule.retry_at > now:
-            return None
-        try:
-            status = self.store.get_run(pending).status
-        except NotFound:  # the attempt failed before its run was recorded
-            return RunRequest(pending, resume=False, attempt=schedule.attempt + 1, progress=keep_alive)
-        if status == "completed":  # finished, but the scheduler stopped before noting it
-            return RunRequest(uuid.uuid4().hex, resume=False, attempt=1, progress=keep_alive)
-        return RunRequest(pending, resume=True, attempt=schedule.attempt + 1, progress=keep_alive)
+        return None
 
     def _run(self, schedule: ScheduleRecord, request: RunRequest) -> ScheduleOutcome:
         name = schedule.name

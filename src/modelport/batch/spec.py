@@ -160,18 +160,17 @@ class JobSpec(BaseModel):
         ModelRef.parse(model)
         job_options = JobOptions.build(**options)
         try:
-            return cls(
-                model=model,
-                input=SourceSpec(uri=input, table=input_table, query=query, format=input_format),
-                output=SinkSpec(uri=output, table=table, format=output_format, rejects=rejects),
-                options=job_options,
-            )
+            source = SourceSpec(uri=input, table=input_table, query=query, format=input_format)
+            sink = SinkSpec(uri=output, table=table, format=output_format, rejects=rejects)
         except PydanticValidationError as exc:
             first = exc.errors()[0]
+            side = "input" if exc.title == SourceSpec.__name__ else "output"
+            field = ".".join(str(p) for p in first["loc"])
             raise ValidationError(
-                f"Invalid batch argument {'.'.join(str(p) for p in first['loc'])!r}: {first['msg']}.",
+                f"Invalid {side} {field}: {first['msg']} (got {first.get('input')!r}).",
                 hint="See 'modelport batch --help'.",
             ) from None
+        return cls(model=model, input=source, output=sink, options=job_options)
 
     def resuming(self, run_id: str) -> JobSpec:
         """This spec, set to resume ``run_id``."""

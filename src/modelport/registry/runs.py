@@ -548,6 +548,8 @@ class RunStore:
 
     def update_schedule(self, name: str, **values: Any) -> ScheduleRecord:
         """Set columns of the schedule ``name`` (e.g. ``next_run_at``, ``pending_run_id``)."""
+        if not values:
+            return self.get_schedule(name)
         stmt = batch_schedules.update().where(batch_schedules.c.name == name).values(**values)
         if self._tx(lambda c: c.execute(stmt).rowcount) != 1:
             raise _schedule_not_found(name)
