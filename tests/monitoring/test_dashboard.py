@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,8 +19,10 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> scenario.Scenario:
-    return scenario.build(tmp_path_factory.mktemp("dashboard"))
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[scenario.Scenario]:
+    built = scenario.build(tmp_path_factory.mktemp("dashboard"))
+    yield built
+    built.registry.close()
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from modelport.bundle.reference import compute_reference
 from modelport.core.errors import ValidationError
+from modelport.core.types import Signature, TensorSpec
 from modelport.monitoring.drift import DriftThresholds, detect_drift
 from modelport.monitoring.logview import LogReader
 from modelport.monitoring.window import Window
@@ -186,3 +188,22 @@ def test_a_million_logged_rows_are_aggregated_in_duckdb(tmp_path: Path, ref: dic
     assert "age" in report.drifted_features
     assert "income" not in report.drifted_features
     assert {f.feature: f.count for f in report.features}["age"] == 1_000_000
+
+
+def test_features_of_a_tensor_logged_whole_are_compared_one_by_one(tmp_path: Path) -> None:
+    signature = Signature(kind="tensor", tensors=(TensorSpec(name="input", dtype="float64", shape=(-1, 3)),))
+    rng = np.random.default_rng(9)
+    ref = compute_reference(rng.normal(size=(2000, 3)), signature)
+    assert set(ref["columns"]) == {"input[0]", "input[1]", "input[2]"}
+    window = rng.normal(size=(800, 3))
+    window[:, 1] += 1.5
+    write_records(
+        tmp_path,
+        [
+            PredictionRecord(model="churn", version=1, request_id=f"r{i}", inputs={"input": row})
+            for i, row in enumerate(window)
+        ],
+    )
+    report = detect_drift(LogReader(tmp_path), ref, model="churn", signature=signature)
+    assert report.drifted_features == ["input[1]"]
+    assert [f.count for f in report.features] == [800, 800, 800]

@@ -12,6 +12,7 @@ Parquet shape (a struct, a map or JSON text), so drift and live metrics never ha
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from modelport.core.names import NAME_PATTERN, validate_name
 from modelport.monitoring.window import Window
 
 VIEW = "predictions"
+_ELEMENT = re.compile(r"^(.+)\[(\d+)\]$")
 OK_STATUS = "ok"
 """``status`` of a prediction that succeeded; anything else counts as an error."""
 _NUMERIC_TYPES = (
@@ -253,14 +255,40 @@ class LogSession:
     def presence_sql(self, column: str, key: str) -> str:
         """SQL that is true where the record has ``key`` at all (``null`` included): tells dropped from missing."""
         kind = self.columns.get(column, "")
+        element = self._element(column, key)
         if kind in ("JSON", "VARCHAR"):
-            return f"json_exists({quote_identifier(column)}, {json_path(key)})"
+            path = json_path(key) if element is None else json_path(element[0], index=element[1])
+            return f"json_exists({quote_identifier(column)}, {path})"
         flat = f"{column}.{key}"
         if flat in self.columns:
             return f"{quote_identifier(flat)} IS NOT NULL"
         return "true" if kind.startswith(("STRUCT", "MAP")) else "false"
 
+    def _element(self, column: str, key: str) -> tuple[str, int] | None:
+        """``("x", 3)`` when ``key`` is ``x[3]``, one feature of a tensor logged whole as the list ``x``."""
+        match = _ELEMENT.fullmatch(key)
+        if match is None or f"{column}.{key}" in self.columns:
+            return None
+        return match[1], int(match[2])
+
+    def _element_sql(self, column: str, base: str, index: int, mode: str) -> str | None:
+        flat = f"{column}.{base}"
+        parts = []
+        if self.columns.get(flat, "").endswith("[]"):
+            parts.append(_convert(f"{quote_identifier(flat)}[{index + 1}]", "DOUBLE", mode, finite=True))
+        if self.columns.get(column) in ("JSON", "VARCHAR"):
+            path = json_path(base, index=index)
+            parts.append(
+                _convert(f"json_extract_string({quote_identifier(column)}, {path})", "VARCHAR", mode, finite=False)
+            )
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
+
     def _value_sql(self, column: str, key: str, *, mode: str) -> str | None:
+        element = self._element(column, key)
+        if element is not None:
+            return self._element_sql(column, element[0], element[1], mode)
         flat = f"{column}.{key}"
         nested = self._nested_sql(column, key, mode)
         if flat not in self.columns:
@@ -340,9 +368,13 @@ def _convert(expr: str, kind: str, mode: str, *, finite: bool) -> str:
     return label_sql(expr if kind == "VARCHAR" else f"CAST({expr} AS VARCHAR)")
 
 
-def json_path(key: str, *, prefix: str = "$") -> str:
-    """A DuckDB JSON path literal selecting the member ``key`` of ``prefix`` (quoted: any character is allowed)."""
-    return quote_literal(prefix + '."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"')
+def json_path(key: str, *, prefix: str = "$", index: int | None = None) -> str:
+    """A DuckDB JSON path literal selecting member ``key`` of ``prefix`` (and its item ``index``).
+
+    The member name is quoted, so any character is allowed in it.
+    """
+    item = f"[{int(index)}]" if index is not None else ""
+    return quote_literal(prefix + '."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"' + item)
 
 
 def canonical_number_sql(expr: str) -> str:
