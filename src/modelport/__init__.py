@@ -22,12 +22,13 @@ if TYPE_CHECKING:
     from modelport.core.errors import ModelportError
     from modelport.core.refs import ModelRef
     from modelport.core.settings import Settings
-    from modelport.registry.registry import ModelVersion, Registry
+    from modelport.registry.records import ModelVersion
+    from modelport.registry.registry import Registry
     from modelport.runtime.predictor import Predictor
 
 _EXPORTS: dict[str, str] = {
     "ModelRef": "modelport.core.refs",
-    "ModelVersion": "modelport.registry.registry",
+    "ModelVersion": "modelport.registry.records",
     "ModelportError": "modelport.core.errors",
     "Predictor": "modelport.runtime.predictor",
     "Registry": "modelport.registry.registry",

@@ -64,6 +64,9 @@ def test_alias_delete_and_audit(quickstarted: CliRunner) -> None:
     assert any("register" in a for a in actions)
     assert any("alias" in a for a in actions)
     assert all(r["actor"] == "cli-tester" for r in audit)
+    human = quickstarted("models", "audit", "quickstart-model")
+    assert human.exit_code == 0, human.stderr
+    assert "keep v1" in human.stdout
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ from modelport.bundle.manifest import Manifest
 from modelport.core.errors import NotFound
 from modelport.core.refs import ModelRef
 from modelport.core.settings import Settings
-from modelport.registry.registry import ModelVersion, Registry
+from modelport.registry.records import ModelVersion
+from modelport.registry.registry import Registry
 from modelport.runtime.predictor import Predictor
 
 from .context import open_registry

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli import models, predict, quickstart
+from modelport.cli import models, predict, quickstart, serve
 from modelport.cli._context import CliState, build_settings
 from modelport.cli._render import fail, stdout
 from modelport.core.errors import ModelportError
@@ -27,6 +27,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.command("predict")(predict.predict)
 app.command("quickstart")(quickstart.quickstart)
+app.command("serve")(serve.serve)
 
 
 def _version(value: bool) -> None:

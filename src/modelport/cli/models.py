@@ -53,13 +53,14 @@ def show(
 ) -> None:
     """Show one version: flavor, signature, metrics, aliases."""
     from modelport.api import open_registry
-
     from modelport.core.errors import InvalidName
     from modelport.core.refs import ModelRef
 
     parsed = ModelRef.parse(ref)
     if parsed.is_path:
-        raise InvalidName(f"Invalid model name {ref!r}: 'show' takes a registry reference.", hint="Use name, name:3 or name@alias.")
+        raise InvalidName(
+            f"Invalid model name {ref!r}: 'show' takes a registry reference.", hint="Use name, name:3 or name@alias."
+        )
     mv = open_registry(settings_of(ctx)).resolve(parsed)
     if as_json:
         print_json(_plain(mv))
@@ -152,7 +153,7 @@ def audit(
     table(
         "Audit log",
         ["time", "actor", "action", "target", "reason"],
-        ([f"{r.time:%Y-%m-%d %H:%M:%S}", r.actor, r.action, r.target, r.reason or ""] for r in records),
+        ([f"{r.at:%Y-%m-%d %H:%M:%S}", r.actor, r.action, r.target, r.reason or ""] for r in records),
     )
 
 

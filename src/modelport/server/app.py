@@ -20,12 +20,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from modelport.core.errors import ConfigError
 from modelport.core.refs import ModelRef
 from modelport.registry.registry import Registry
 from modelport.runtime.predlog import PredictionLogWriter
-from modelport.server.auth import Authenticator, FailureLimiter, Gate, StaticKeys
+from modelport.server.auth import Authenticator, FailureLimiter, Gate, Policy, StaticKeys
 from modelport.server.config import ServerConfig
 from modelport.server.endpoints import Endpoints
 from modelport.server.errors import JSON_TYPE, translate
@@ -35,7 +36,7 @@ from modelport.server.metrics import ServerMetrics
 from modelport.server.middleware import RequestEnvelope, request_info
 from modelport.server.observer import MetricsObserver
 from modelport.server.openapi import ApiDocs
-from modelport.server.routes import ROUTES, build_routes
+from modelport.server.routes import ROUTES, build_routes, guard_route
 from modelport.server.served import BatchSettings
 from modelport.server.state import ServerState
 
@@ -73,6 +74,7 @@ def create_app(
     prediction_log: PredictionLogWriter | None = None,
     authenticators: Sequence[Authenticator] = (),
     loader: BundleLoader | None = None,
+    extra_routes: Sequence[tuple[BaseRoute, Policy]] = (),
 ) -> Starlette:
     """Build the server app (nothing is loaded until its lifespan starts).
 
@@ -85,6 +87,8 @@ def create_app(
             ``config.prediction_log_dir`` is set. The app starts and stops it.
         authenticators: Extra key checkers (e.g. keys stored in the registry), after ``--api-key``.
         loader: Loads a bundle folder (default :func:`modelport.bundle.io.load_bundle`).
+        extra_routes: Routes or mounts from other layers (feedback, dashboard), each with the auth
+            policy it is guarded by.
 
     Returns:
         A Starlette app; its ``state.modelport`` is the :class:`ServerState`.
@@ -132,7 +136,10 @@ def create_app(
             await state.stop()
 
     app = Starlette(
-        routes=build_routes(handlers, gate, metrics),
+        routes=[
+            *build_routes(handlers, gate, metrics),
+            *(guard_route(route, policy, gate, metrics) for route, policy in extra_routes),
+        ],
         middleware=[
             Middleware(RequestEnvelope, metrics=metrics, access_log=state.access_log, in_flight=state.in_flight)
         ],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.core.errors import Unauthenticated
@@ -206,6 +206,19 @@ class Guarded:
 def guard(app: ASGIApp, policy: Policy, gate: Gate, metrics: ServerMetrics) -> Guarded:
     """Wrap any ASGI app (e.g. a mounted dashboard) with a policy."""
     return Guarded(app, policy, gate, metrics)
+
+
+def guard_route(route: BaseRoute, policy: Policy, gate: Gate, metrics: ServerMetrics) -> BaseRoute:
+    """A copy of ``route`` (a :class:`Route` or :class:`Mount` from another layer) guarded by ``policy``.
+
+    Raises:
+        TypeError: ``route`` is neither a Route nor a Mount.
+    """
+    if isinstance(route, Route):
+        return Route(route.path, Guarded(route.app, policy, gate, metrics), methods=route.methods, name=route.name)
+    if isinstance(route, Mount):
+        return Mount(route.path, app=Guarded(route.app, policy, gate, metrics), name=route.name)
+    raise TypeError(f"cannot guard a {type(route).__name__}")
 
 
 def build_routes(

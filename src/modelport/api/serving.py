@@ -1,0 +1,175 @@
+"""Online serving, composed: the server app plus the ONNX fast path, feedback and the dashboard.
+
+:func:`build_app` wires the layer-3 parts together (the server cannot import edge or monitoring:
+they are siblings); :func:`serve` runs it under uvicorn; :func:`worker_app` is the factory each
+worker process calls when ``workers > 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
+
+from modelport.core.errors import ConfigError, NotFound
+from modelport.core.settings import Settings
+from modelport.edge.accelerate import accelerate as onnx_fast_path
+from modelport.monitoring.dashboard import create_dashboard_app
+from modelport.monitoring.feedback import FeedbackStore
+from modelport.monitoring.feedback_routes import feedback_routes
+from modelport.registry.registry import Registry
+from modelport.registry.runs import RunStore
+from modelport.server.app import create_app
+from modelport.server.auth import Policy
+from modelport.server.config import ServerConfig
+from modelport.server.run import RegistryLocation, run, worker_spec_from_environment
+
+from .context import open_registry, resolve_settings
+
+WORKER_FACTORY = "modelport.api.serving:worker_app"
+
+
+def log_dir(settings: Settings) -> Path:
+    """Where the prediction log lives: ``MODELPORT_HOME/logs/predictions``."""
+    return settings.home.resolve() / "logs" / "predictions"
+
+
+def feedback_dir(settings: Settings) -> Path:
+    """Where ground-truth feedback lives: ``MODELPORT_HOME/logs/feedback``."""
+    return settings.home.resolve() / "logs" / "feedback"
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML (or JSON) server config file into keyword arguments for :class:`ServerConfig`."""
+    if not path.is_file():
+        raise NotFound(f"Server config file {path} does not exist.", hint="Check the --config path.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Server config file {path} is not valid YAML: {exc}", hint="Fix the file's syntax.") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"Server config file {path} must hold a mapping of settings.", hint="e.g. 'port: 8080'.")
+    return data
+
+
+def server_config(
+    refs: Sequence[str] = (),
+    *,
+    settings: Settings,
+    config_file: Path | None = None,
+    **overrides: Any,
+) -> ServerConfig:
+    """A :class:`ServerConfig` from a config file, then ``overrides`` (``None`` values are ignored)."""
+    values: dict[str, Any] = load_config_file(config_file) if config_file is not None else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if refs:
+        values["models"] = tuple(refs)
+    values.setdefault("prediction_log_dir", log_dir(settings))
+    values.setdefault("trusted_pickle", settings.trusted_pickle)
+    return ServerConfig.build(**values)
+
+
+def build_app(
+    config: ServerConfig,
+    *,
+    settings: Settings,
+    registry: Registry | None = None,
+    accelerate: bool = True,
+) -> Starlette:
+    """The server app with the fast path, the feedback route and the dashboard mounted.
+
+    Example:
+        >>> app = build_app(ServerConfig(models=("churn@production",)), settings=Settings())  # doctest: +SKIP
+    """
+    registry = registry if registry is not None else open_registry(settings)
+    feedback = FeedbackStore(feedback_dir(settings))
+    extra: list[tuple[BaseRoute, Policy]] = [
+        (route, "predict") for route in feedback_routes(feedback, is_known=_known_models(registry))
+    ]
+    dashboard = create_dashboard_app(
+        config.prediction_log_dir or log_dir(settings),
+        feedback_dir=feedback_dir(settings),
+        registry=registry,
+        runs=RunStore(registry.engine),
+    )
+    extra.append((Mount("/dashboard", app=dashboard, name="dashboard"), "predict"))
+    return create_app(
+        config,
+        registry=registry,
+        accelerate=onnx_fast_path if accelerate else None,
+        extra_routes=extra,
+    )
+
+
+def _known_models(registry: Registry) -> Any:
+    def is_known(name: str) -> bool:
+        return any(summary.name == name for summary in registry.list_models())
+
+    return is_known
+
+
+def serve(
+    refs: Sequence[str] = (),
+    *,
+    settings: Settings | None = None,
+    config_file: Path | None = None,
+    accelerate: bool = True,
+    log_level: str = "info",
+    **options: Any,
+) -> None:
+    """Serve models over HTTP until interrupted (SIGINT/SIGTERM drain in-flight requests).
+
+    Args:
+        refs: ``name``, ``name:3``, ``name@alias`` or bundle paths; none serves every model with a
+            ``production`` alias.
+        settings: Registry location and home (default: from ``MODELPORT_*`` variables).
+        config_file: YAML file of :class:`ServerConfig` settings.
+        accelerate: Serve scikit-learn/XGBoost/LightGBM models through ONNX Runtime when parity holds.
+        log_level: uvicorn and modelport log level.
+        **options: Any :class:`ServerConfig` field (``host``, ``port``, ``workers``, ``api_keys``, ...).
+
+    Example:
+        >>> modelport.serve(["churn@production"], port=8080)  # doctest: +SKIP
+    """
+    settings = resolve_settings(settings)
+    config = server_config(refs, settings=settings, config_file=config_file, **options)
+    location = RegistryLocation(
+        db_url=settings.database_url,
+        artifacts_url=settings.artifacts_location,
+        actor=settings.actor,
+        home=settings.home.resolve(),
+    )
+    if config.workers > 1:
+        run(config, factory=WORKER_FACTORY, registry=location, log_level=log_level)
+        return
+    run(config, app=build_app(config, settings=settings, accelerate=accelerate), log_level=log_level)
+
+
+def worker_app() -> Starlette:
+    """Factory for worker processes: rebuild the same composed app from the spec in the environment."""
+    spec = worker_spec_from_environment()
+    if spec.registry is None:
+        raise ConfigError("Worker started without a registry location.", hint="Start it with modelport serve.")
+    settings = Settings(
+        home=spec.registry.home,
+        db_url=spec.registry.db_url,
+        artifacts_url=spec.registry.artifacts_url,
+        user=spec.registry.actor,
+    )
+    return build_app(spec.config, settings=settings, registry=spec.registry.open())
+
+
+def describe_config(config: ServerConfig) -> Mapping[str, Any]:
+    """The settings worth printing at start-up (no secrets)."""
+    return {
+        "models": list(config.models) or ["every model with a production alias"],
+        "listen": f"http://{config.host}:{config.port}",
+        "workers": config.workers,
+        "auth": "api keys" if config.auth_enabled else "off (loopback only)",
+        "batching": f"up to {config.max_batch_size} rows, {config.max_batch_delay_ms} ms",
+        "prediction log": str(config.prediction_log_dir) if config.prediction_log_dir else "off",
+    }
