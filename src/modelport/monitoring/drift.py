@@ -14,13 +14,15 @@ Python then only compares a few thousand numbers, whatever the number of logged 
 
 Thresholds are sample-size aware: a test flags drift only when it is significant at its ``alpha``
 for the two sample sizes involved *and* the effect is large enough to matter (KS statistic,
-Cramér's V, PSI above the noise level of a window this small).
+Cramér's V, PSI above the noise level of a window this small). For a continuous feature, the
+window's size is its number of distinct values: replayed or resampled traffic repeats rows, which
+adds no information and must not make sampling noise look significant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +39,8 @@ PREDICTION = "predict"
 FeatureKind = Literal["numeric", "categorical"]
 Status = Literal["ok", "drift", "insufficient_data", "not_logged", "skipped"]
 _FINE_STEPS = 10
+CONTINUOUS_SHARE = 0.9
+"""A numeric feature whose reference quantiles are at least this share distinct is continuous."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,9 @@ class DriftThresholds:
         missing_alpha: Significance level of the missing-rate change (two-proportion z-test).
         noise_alpha: PSI must also exceed the level sampling noise reaches with this probability.
         min_rows: Below this many logged values, a feature gets no verdict (``insufficient_data``).
+        family_wise: Divide every ``alpha`` by the number of features tested (Bonferroni), so that
+            ``alpha`` bounds the chance that *any* feature of an unchanged model is flagged, however
+            many features it has.
     """
 
     psi: float = 0.2
@@ -65,6 +72,7 @@ class DriftThresholds:
     missing_alpha: float = 0.01
     noise_alpha: float = 0.01
     min_rows: int = 30
+    family_wise: bool = True
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> DriftThresholds:
@@ -80,18 +88,38 @@ class DriftThresholds:
                 f"Unknown drift threshold {unknown[0]!r}.", hint=f"Known thresholds: {', '.join(sorted(known))}."
             )
         for key, value in values.items():
+            if key == "family_wise":
+                if not isinstance(value, bool):
+                    raise ValidationError(
+                        f"Drift threshold family_wise={value!r} is not true or false.", hint="e.g. true"
+                    )
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValidationError(
                     f"Drift threshold {key}={value!r} is not a positive number.", hint="e.g. psi: 0.2"
                 )
             if key.endswith("alpha") and value >= 1:
                 raise ValidationError(f"Drift threshold {key}={value!r} is not below 1.", hint="e.g. ks_alpha: 0.01")
-        numbers: dict[str, Any] = {k: (int(v) if k == "min_rows" else float(v)) for k, v in values.items()}
+        numbers: dict[str, Any] = {
+            k: (v if k == "family_wise" else int(v) if k == "min_rows" else float(v)) for k, v in values.items()
+        }
         return cls(**numbers)
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | bool]:
         """The thresholds as a plain dict."""
         return asdict(self)
+
+    def per_feature(self, features: int) -> DriftThresholds:
+        """The thresholds one of ``features`` tested features is held to (see ``family_wise``)."""
+        if not self.family_wise or features <= 1:
+            return self
+        return replace(
+            self,
+            ks_alpha=self.ks_alpha / features,
+            chi2_alpha=self.chi2_alpha / features,
+            missing_alpha=self.missing_alpha / features,
+            noise_alpha=self.noise_alpha / features,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +228,7 @@ class _Plan:
     value_sql: str | None
     raw_sql: str | None = None  # categorical: the value's plain text (cheap to compare with raw_keys)
     points: np.ndarray | None = None  # numeric: evaluation points of the CDF
+    continuous: bool = False  # numeric: the reference has (almost) no repeated quantile
     categories: tuple[str, ...] = ()  # categorical: normalised reference categories
     raw_keys: tuple[str, ...] = ()  # categorical: reference categories as stored
     reference_counts: np.ndarray | None = None  # categorical: reference counts per category (+ other)
@@ -247,7 +276,8 @@ def detect_drift(
         if isinstance(predictions, Mapping) and predictions.get("kind") in ("numeric", "categorical"):
             plans.append(_plan(session, PREDICTION, predictions, False, False, output=True))
         rows, measured = _measure(session, plans, model=model, version=version, window=window)
-    verdicts = [_verdict(plan, measured.get(plan.name), rows, limits, excluded=plan.name in exclude) for plan in plans]
+    each = limits.per_feature(len(measured))
+    verdicts = [_verdict(plan, measured.get(plan.name), rows, each, excluded=plan.name in exclude) for plan in plans]
     has_prediction = bool(plans) and plans[-1].name == PREDICTION and isinstance(predictions, Mapping)
     return DriftReport(
         model=model,
@@ -275,7 +305,15 @@ def _plan(
         quantiles = stats.get("quantiles")
         if sql is None or not quantiles:
             return _Plan(name=name, kind=kind, reference=stats, value_sql=None)
-        return _Plan(name=name, kind=kind, reference=stats, value_sql=sql, points=_evaluation_points(quantiles))
+        unique_share = len(set(quantiles)) / len(quantiles)
+        return _Plan(
+            name=name,
+            kind=kind,
+            reference=stats,
+            value_sql=sql,
+            points=_evaluation_points(quantiles),
+            continuous=unique_share >= CONTINUOUS_SHARE,
+        )
     categories, counts = _reference_categories(stats)
     column = "outputs" if output else "inputs"
     return _Plan(
@@ -338,6 +376,7 @@ def _measure(
     for i, plan in enumerate(measured_plans):
         v = f"v{i}"
         selects.append(f"count({v})")
+        selects.append(f"approx_count_distinct({v})" if plan.continuous else "NULL")
         if plan.kind == "numeric":
             values.append(f"{plan.value_sql} AS {v}")
             selects.append(f"histogram({v}, ?::DOUBLE[])")
@@ -358,14 +397,17 @@ def _measure(
     rows = int(row[0])
     measured: dict[str, dict[str, Any]] = {}
     for i, plan in enumerate(measured_plans):
-        histogram = row[2 + 2 * i] or {}
+        count, distinct, histogram = int(row[1 + 3 * i]), row[2 + 3 * i], row[3 + 3 * i] or {}
         if plan.kind == "categorical":
             merged: dict[str, int] = {}
             for key, n in histogram.items():
                 label = key if key == OTHER else canonical(str(key))
                 merged[label] = merged.get(label, 0) + int(n)
             histogram = merged
-        measured[plan.name] = {"count": int(row[1 + 2 * i]), "histogram": histogram}
+        # Repeated values of a continuous feature (replayed or resampled traffic) carry no new
+        # information: the tests count distinct values, so duplicates cannot make noise significant.
+        effective = min(count, int(distinct)) if distinct else count
+        measured[plan.name] = {"count": count, "effective": effective, "histogram": histogram}
     _drop_unlogged(session, measured_plans, measured, where, params)
     return rows, measured
 
@@ -408,7 +450,7 @@ def _verdict(
             thresholds={"min_rows": float(limits.min_rows)},
         )
     if plan.kind == "numeric":
-        stats, thresholds, reasons = _numeric_tests(plan, measured["histogram"], count, ref_count, limits)
+        stats, thresholds, reasons = _numeric_tests(plan, measured, ref_count, limits)
     else:
         stats, thresholds, reasons = _categorical_tests(plan, measured["histogram"], count, limits)
     if _missing_drifted(missing, limits):
@@ -428,28 +470,30 @@ def _verdict(
 
 
 def _numeric_tests(
-    plan: _Plan, histogram: Mapping[float, int], count: int, ref_count: int, limits: DriftThresholds
+    plan: _Plan, measured: Mapping[str, Any], ref_count: int, limits: DriftThresholds
 ) -> tuple[dict[str, float | None], dict[str, float | None], list[str]]:
     assert plan.points is not None
+    histogram: Mapping[float, int] = measured["histogram"]
+    count, effective = int(measured["count"]), int(measured["effective"])
     quantiles = np.asarray(plan.reference["quantiles"], dtype=np.float64)
     # histogram(): boundary -> count in (previous boundary, boundary]; cumulative sums give count(x <= point).
     bins = np.array([histogram.get(float(p), 0) for p in plan.points], dtype=np.float64)
     current_cdf = np.cumsum(bins) / count
     reference_cdf = divergence.quantile_cdf(quantiles, plan.points)
     ks = divergence.ks_statistic(reference_cdf, current_cdf)
-    ks_p = divergence.ks_pvalue(ks, ref_count, count)
-    ks_critical = divergence.ks_critical_value(limits.ks_alpha, ref_count, count)
+    ks_p = divergence.ks_pvalue(ks, ref_count, effective)
+    ks_critical = divergence.ks_critical_value(limits.ks_alpha, ref_count, effective)
     edges = np.unique(quantiles[10:100:10])
     ref_at = np.concatenate([[0.0], divergence.quantile_cdf(quantiles, edges), [1.0]])
     cur_at = np.concatenate([[0.0], np.interp(edges, plan.points, current_cdf), [1.0]])
     psi = divergence.psi(np.diff(ref_at), np.diff(cur_at))
-    psi_limit = max(limits.psi, divergence.psi_noise_level(edges.size + 1, ref_count, count, limits.noise_alpha))
+    psi_limit = max(limits.psi, divergence.psi_noise_level(edges.size + 1, ref_count, effective, limits.noise_alpha))
     reasons = []
     if psi > psi_limit:
         reasons.append("psi")
     if ks_p < limits.ks_alpha and ks >= limits.ks_min_statistic:
         reasons.append("ks")
-    stats: dict[str, float | None] = {"psi": psi, "ks_statistic": ks, "ks_pvalue": ks_p}
+    stats: dict[str, float | None] = {"psi": psi, "ks_statistic": ks, "ks_pvalue": ks_p, "effective_count": effective}
     thresholds: dict[str, float | None] = {
         "psi_threshold": psi_limit,
         "ks_alpha": limits.ks_alpha,
