@@ -99,13 +99,18 @@ def test_store_writes_one_parquet_file_per_call(tmp_path: Path) -> None:
 
 
 def test_add_frame_reads_a_labels_file(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"customer_id": [17, 18, None], "churned": ["yes", None, "no"]})
+    frame = pd.DataFrame({"customer_id": pd.array([17, 18, None], dtype="Int64"), "churned": ["yes", None, "no"]})
     receipt = FeedbackStore(tmp_path).add_frame("churn", frame, key="customer_id", label="churned")
     assert receipt.accepted == 1  # rows without a key or a label are skipped
     with pytest.raises(ValidationError, match="no column 'label'") as info:
         FeedbackStore(tmp_path).add_frame("churn", frame, key="customer_id")
     assert "--label" in (info.value.hint or "")
     by_id = FeedbackStore(tmp_path).add_frame(
-        "churn", pd.DataFrame({"request_id": ["a", "b"], "label": [1, 0]}), key="request_id", by_request_id=True
+        "churn",
+        pd.DataFrame({"request_id": ["a", "b"], "row": [0, 3], "label": [1, 0]}),
+        key="request_id",
+        by_request_id=True,
     )
     assert by_id.accepted == 2
+    assert by_id.path is not None
+    assert pq.read_table(by_id.path).column("row").to_pylist() == [0, 3]

@@ -296,7 +296,8 @@ class FeedbackStore:
             key: Name of the column holding the key; with ``by_request_id`` it holds request ids,
                 otherwise it is also the logged input column the keys match.
             label: Name of the column holding the truth.
-            by_request_id: Whether ``key`` holds request ids rather than input-column keys.
+            by_request_id: Whether ``key`` holds request ids rather than input-column keys; then an
+                optional ``row`` column names the row within each request.
             received_at: Arrival time; default now (UTC).
 
         Raises:
@@ -309,9 +310,10 @@ class FeedbackStore:
                     hint="Name the key column with --key and the label column with --label.",
                 )
         kind = "request_id" if by_request_id else "key"
+        rows = frame["row"].tolist() if by_request_id and "row" in frame.columns else [None] * len(frame)
         items = [
-            {kind: k, "label": v}
-            for k, v in zip(frame[key].tolist(), frame[label].tolist(), strict=True)
+            {kind: k, "label": v, **({"row": int(r)} if not _is_missing(r) else {})}
+            for k, v, r in zip(frame[key].tolist(), frame[label].tolist(), rows, strict=True)
             if not _is_missing(k) and not _is_missing(v)
         ]
         records = parse_feedback(items, key_column=None if by_request_id else key)
@@ -319,4 +321,7 @@ class FeedbackStore:
 
 
 def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """``None``, NaN, and pandas' ``NA``/``NaT`` (from nullable columns of a labels file)."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, float) and math.isnan(value)
