@@ -30,8 +30,13 @@ from modelport.registry import versions as version_sql
 from modelport.registry.artifacts import ArtifactStore, open_artifact_store
 from modelport.registry.cache import cache_path, materialise
 from modelport.registry.db import create_engine, normalize_url, run_transaction, scrub
+from modelport.registry.policies import PolicyStore
+from modelport.registry.promotions import PromotionStore
 from modelport.registry.records import AliasEvent, AuditRecord, ModelSummary, ModelVersion
+from modelport.registry.releases import ReleaseStore
 from modelport.registry.schema import upgrade
+from modelport.registry.users import Principal, UserStore
+from modelport.registry.validations import ValidationStore
 
 T = TypeVar("T")
 
@@ -480,3 +485,48 @@ class Registry:
     def revision(self) -> int:
         """A counter bumped by every registration, alias change and deletion (cheap to poll)."""
         return self._read(audit_sql.read_revision)
+
+    # -- governance: stores kept in the same database (see users, policies, validations, promotions, releases) --
+
+    @property
+    def actor(self) -> str:
+        """Who acts in calls that take no principal: ``settings.user``, else the OS user."""
+        return self._actor
+
+    @property
+    def users(self) -> UserStore:
+        """Users, roles and hashed API keys."""
+        opened = self._open()
+        return UserStore(opened.engine, opened.url)
+
+    @property
+    def policies(self) -> PolicyStore:
+        """Promotion policies (per model, or registry-wide)."""
+        opened = self._open()
+        return PolicyStore(opened.engine, opened.url)
+
+    @property
+    def validations(self) -> ValidationStore:
+        """Stored validation reports."""
+        opened = self._open()
+        return ValidationStore(opened.engine, opened.url)
+
+    @property
+    def promotions(self) -> PromotionStore:
+        """Promotion requests, approvals, and the clearance of protected aliases."""
+        opened = self._open()
+        return PromotionStore(opened.engine, opened.url)
+
+    @property
+    def releases(self) -> ReleaseStore:
+        """Release configs (canary, shadow) and the traffic servers report."""
+        opened = self._open()
+        return ReleaseStore(opened.engine, opened.url)
+
+    def authenticate(self, key: str) -> Principal:
+        """The user (name and roles) owning API key ``key``.
+
+        Raises:
+            Unauthenticated: The key is malformed, unknown or revoked, or its user is disabled.
+        """
+        return self.users.authenticate(key)
