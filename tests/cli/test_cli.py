@@ -39,7 +39,9 @@ def test_predict_file_matches_model(quickstarted: CliRunner, tmp_path: Path) -> 
 
     csv = tmp_path / "home" / "quickstart" / "patients.csv"
     out = tmp_path / "preds.parquet"
-    result = quickstarted("predict", "quickstart-model@production", "--input", str(csv), "--output", str(out), "--proba")
+    result = quickstarted(
+        "predict", "quickstart-model@production", "--input", str(csv), "--output", str(out), "--proba"
+    )
     assert result.exit_code == 0, result.stderr
     preds = pd.read_parquet(out)
     frame = pd.read_csv(csv)

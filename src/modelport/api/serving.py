@@ -7,6 +7,8 @@ worker process calls when ``workers > 1``.
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from modelport.monitoring.feedback import FeedbackStore
 from modelport.monitoring.feedback_routes import feedback_routes
 from modelport.registry.registry import Registry
 from modelport.registry.runs import RunStore
+from modelport.runtime.redaction import Redactor
 from modelport.server.app import create_app
 from modelport.server.auth import Policy
 from modelport.server.config import ServerConfig
@@ -41,6 +44,25 @@ def log_dir(settings: Settings) -> Path:
 def feedback_dir(settings: Settings) -> Path:
     """Where ground-truth feedback lives: ``MODELPORT_HOME/logs/feedback``."""
     return settings.home.resolve() / "logs" / "feedback"
+
+
+def log_redactor(settings: Settings) -> Redactor:
+    """The redactor shared by the prediction log and feedback, keyed by ``settings.log_key``.
+
+    Without a configured key, a random one is created once in ``home/secrets/log.key`` (0600), so
+    hashed values stay joinable across restarts and with feedback sent later.
+    """
+    if settings.log_key is not None:
+        return Redactor(key=settings.log_key.get_secret_value())
+    path = settings.home.resolve() / "secrets" / "log.key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".log.key.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        os.replace(tmp, path)
+    return Redactor(key=path.read_text(encoding="utf-8").strip())
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -86,7 +108,8 @@ def build_app(
         >>> app = build_app(ServerConfig(models=("churn@production",)), settings=Settings())  # doctest: +SKIP
     """
     registry = registry if registry is not None else open_registry(settings)
-    feedback = FeedbackStore(feedback_dir(settings))
+    redactor = log_redactor(settings)
+    feedback = FeedbackStore(feedback_dir(settings), redactor=redactor)
     extra: list[tuple[BaseRoute, Policy]] = [
         (route, "predict") for route in feedback_routes(feedback, is_known=_known_models(registry))
     ]
@@ -102,6 +125,7 @@ def build_app(
         registry=registry,
         accelerate=onnx_fast_path if accelerate else None,
         extra_routes=extra,
+        redactor=redactor,
     )
 
 

@@ -60,12 +60,16 @@ def root(
             "--trusted-pickle/--no-trusted-pickle", envvar="MODELPORT_TRUSTED_PICKLE", help="Allow pickle artifacts."
         ),
     ] = None,
+    log_key: Annotated[
+        str | None,
+        typer.Option("--log-key", envvar="MODELPORT_LOG_KEY", help="Secret for HMAC redaction in the prediction log."),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
     """Global options: every setting has a flag here and a MODELPORT_* variable."""
-    ctx.obj = CliState(settings=build_settings(home, db_url, artifacts_url, user, trusted_pickle))
+    ctx.obj = CliState(settings=build_settings(home, db_url, artifacts_url, user, trusted_pickle, log_key))
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ def build_settings(
     artifacts_url: str | None,
     user: str | None,
     trusted_pickle: bool | None,
+    log_key: str | None = None,
 ) -> Settings:
     """Settings from the environment, with each given flag taking precedence."""
     overrides: dict[str, object] = {}
@@ -34,6 +35,8 @@ def build_settings(
         overrides["artifacts_url"] = artifacts_url
     if user is not None:
         overrides["user"] = user
+    if log_key is not None:
+        overrides["log_key"] = log_key
     if trusted_pickle is not None:
         overrides["trusted_pickle"] = trusted_pickle
     return Settings(**overrides)  # type: ignore[arg-type]

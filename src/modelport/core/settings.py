@@ -22,6 +22,8 @@ class Settings(BaseSettings):
         artifacts_url: Folder or fsspec URL of the artifact store; default ``home/artifacts``.
         user: Actor recorded in the audit log; default the OS user.
         trusted_pickle: Allow loading plain pickle/joblib artifacts whose hash matches.
+        log_key: Secret for ``hash`` redaction of logged inputs; by default a random key is created
+            once in ``home/secrets/log.key`` (mode 0600) so hashes stay joinable across restarts.
     """
 
     model_config = SettingsConfigDict(env_prefix="MODELPORT_", extra="ignore")
@@ -31,6 +33,9 @@ class Settings(BaseSettings):
     artifacts_url: str | None = Field(default=None, description="Artifact store folder or fsspec URL.")
     user: str | None = Field(default=None, description="Actor name recorded in the audit log.")
     trusted_pickle: bool = Field(default=False, description="Allow pickle/joblib artifacts (hash-checked).")
+    log_key: SecretStr | None = Field(
+        default=None, description="Secret for keyed-HMAC redaction in the prediction log (default: a key kept in home)."
+    )
 
     @property
     def database_url(self) -> str:

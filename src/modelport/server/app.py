@@ -26,6 +26,7 @@ from modelport.core.errors import ConfigError
 from modelport.core.refs import ModelRef
 from modelport.registry.registry import Registry
 from modelport.runtime.predlog import PredictionLogWriter
+from modelport.runtime.redaction import Redactor
 from modelport.server.auth import Authenticator, FailureLimiter, Gate, Policy, StaticKeys
 from modelport.server.config import ServerConfig
 from modelport.server.endpoints import Endpoints
@@ -75,6 +76,7 @@ def create_app(
     authenticators: Sequence[Authenticator] = (),
     loader: BundleLoader | None = None,
     extra_routes: Sequence[tuple[BaseRoute, Policy]] = (),
+    redactor: Redactor | None = None,
 ) -> Starlette:
     """Build the server app (nothing is loaded until its lifespan starts).
 
@@ -87,6 +89,8 @@ def create_app(
             ``config.prediction_log_dir`` is set. The app starts and stops it.
         authenticators: Extra key checkers (e.g. keys stored in the registry), after ``--api-key``.
         loader: Loads a bundle folder (default :func:`modelport.bundle.io.load_bundle`).
+        redactor: Applies the models' redaction rules (keyed HMAC for ``hash``) to the prediction
+            log the app builds from ``config.prediction_log_dir``.
         extra_routes: Routes or mounts from other layers (feedback, dashboard), each with the auth
             policy it is guarded by.
 
@@ -115,7 +119,9 @@ def create_app(
         FailureLimiter(config.auth_failure_limit, config.auth_failure_window_s),
     )
     if prediction_log is None and config.prediction_log_dir is not None:
-        prediction_log = PredictionLogWriter(config.prediction_log_dir, observer=MetricsObserver(metrics, ""))
+        prediction_log = PredictionLogWriter(
+            config.prediction_log_dir, redactor=redactor, observer=MetricsObserver(metrics, "")
+        )
     state = ServerState(
         config,
         manager=manager,
