@@ -60,6 +60,10 @@ def root(
             "--trusted-pickle/--no-trusted-pickle", envvar="MODELPORT_TRUSTED_PICKLE", help="Allow pickle artifacts."
         ),
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="MODELPORT_API_KEY", help="Your API key (who acts, for governance)."),
+    ] = None,
     log_key: Annotated[
         str | None,
         typer.Option("--log-key", envvar="MODELPORT_LOG_KEY", help="Secret for HMAC redaction in the prediction log."),
@@ -69,7 +73,7 @@ def root(
     ] = False,
 ) -> None:
     """Global options: every setting has a flag here and a MODELPORT_* variable."""
-    ctx.obj = CliState(settings=build_settings(home, db_url, artifacts_url, user, trusted_pickle, log_key))
+    ctx.obj = CliState(settings=build_settings(home, db_url, artifacts_url, user, trusted_pickle, log_key, api_key))
 
 
 def main() -> None:

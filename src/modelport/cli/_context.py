@@ -24,6 +24,7 @@ def build_settings(
     user: str | None,
     trusted_pickle: bool | None,
     log_key: str | None = None,
+    api_key: str | None = None,
 ) -> Settings:
     """Settings from the environment, with each given flag taking precedence."""
     overrides: dict[str, object] = {}
@@ -35,6 +36,8 @@ def build_settings(
         overrides["artifacts_url"] = artifacts_url
     if user is not None:
         overrides["user"] = user
+    if api_key is not None:
+        overrides["api_key"] = api_key
     if log_key is not None:
         overrides["log_key"] = log_key
     if trusted_pickle is not None:

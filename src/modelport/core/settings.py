@@ -22,6 +22,7 @@ class Settings(BaseSettings):
         artifacts_url: Folder or fsspec URL of the artifact store; default ``home/artifacts``.
         user: Actor recorded in the audit log; default the OS user.
         trusted_pickle: Allow loading plain pickle/joblib artifacts whose hash matches.
+        api_key: The caller's API key (governance: who is acting, with which role).
         log_key: Secret for ``hash`` redaction of logged inputs; by default a random key is created
             once in ``home/secrets/log.key`` (mode 0600) so hashes stay joinable across restarts.
     """
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
     artifacts_url: str | None = Field(default=None, description="Artifact store folder or fsspec URL.")
     user: str | None = Field(default=None, description="Actor name recorded in the audit log.")
     trusted_pickle: bool = Field(default=False, description="Allow pickle/joblib artifacts (hash-checked).")
+    api_key: SecretStr | None = Field(
+        default=None, description="Your API key: identifies you to the registry's governance."
+    )
     log_key: SecretStr | None = Field(
         default=None, description="Secret for keyed-HMAC redaction in the prediction log (default: a key kept in home)."
     )
