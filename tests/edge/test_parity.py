@@ -116,3 +116,13 @@ def test_missing_or_unknown_check_data_is_refused(numeric: Any, make_bundle: Mak
     (tmp_path / "rows.xlsx").write_text("x")
     with pytest.raises(ValidationError, match=r"unknown format '\.xlsx'"):
         parity_data(bundle, tmp_path / "rows.xlsx")
+
+
+def test_int8_judges_labelled_tensors_by_labels_and_regressions_by_values() -> None:
+    int8 = ParityThresholds.for_export("int8")
+    logits = np.array([[0.1, 2.0], [3.0, 0.0]])
+    shifted = logits + np.array([[0.5, 0.5], [0.5, 0.5]])  # same argmax, values off by 0.5
+    assert compare(logits, shifted, None, None, thresholds=int8, dataset="d").passed
+    assert not compare(logits, shifted, None, None, thresholds=ParityThresholds(), dataset="d").passed
+    values = np.array([1.0, 2.0])
+    assert not compare(values, values + 0.5, None, None, thresholds=int8, dataset="d").passed

@@ -5,8 +5,9 @@ Both models predict on the same rows (the bundle's reference sample, and check d
 value difference (``|a - b| / max(1, |b|)``: absolute near zero, relative for large values),
 and keeps the worst rows. Below the thresholds, :func:`check_parity` raises :class:`ParityError`
 with the report. Defaults: float exports must agree on every label, with probabilities and
-values within 1e-4; int8 on at least 99.5% of labels (argmax for tensor outputs), values within
-10%; fp16 on 99.5% of labels, probabilities and values within 1e-2.
+values within 1e-4; int8 on at least 99.5% of labels (argmax for multi-column tensor outputs,
+whose raw values are then not judged), regression values within 0.1; fp16 on 99.5% of labels,
+probabilities and values within 1e-2.
 """
 
 from __future__ import annotations
@@ -56,17 +57,20 @@ class ParityThresholds:
         min_label_agreement: Share of rows whose labels (or argmax) must agree, 0..1.
         max_proba_diff: Largest allowed absolute probability difference (``None``: not checked).
         max_value_diff: Largest allowed ``|a - b| / max(1, |b|)`` for values (``None``: not checked).
+        values_with_labels: Whether a tensor output that gives labels (its argmax) is also held to
+            ``max_value_diff`` (lossy exports judge such outputs by their labels only).
     """
 
     min_label_agreement: float = 1.0
     max_proba_diff: float | None = 1e-4
     max_value_diff: float | None = 1e-4
+    values_with_labels: bool = True
 
     @classmethod
     def for_export(cls, quantize: str | None) -> ParityThresholds:
         """The defaults for a float (``None``), ``int8`` or ``fp16`` export."""
         if quantize == "int8":
-            return cls(min_label_agreement=0.995, max_proba_diff=None, max_value_diff=0.1)
+            return cls(min_label_agreement=0.995, max_proba_diff=None, max_value_diff=0.1, values_with_labels=False)
         if quantize == "fp16":
             return cls(min_label_agreement=0.995, max_proba_diff=1e-2, max_value_diff=1e-2)
         return cls()
@@ -281,7 +285,8 @@ def _failures(
         failures.append(f"labels agree on {agreement:.2%} of rows (need ≥ {limits.min_label_agreement:.2%})")
     if proba_diff is not None and limits.max_proba_diff is not None and proba_diff > limits.max_proba_diff:
         failures.append(f"probabilities differ by up to {proba_diff:.2e} (limit {limits.max_proba_diff:.0e})")
-    if value_diff is not None and limits.max_value_diff is not None and value_diff > limits.max_value_diff:
+    judged = agreement is None or limits.values_with_labels
+    if judged and value_diff is not None and limits.max_value_diff is not None and value_diff > limits.max_value_diff:
         failures.append(f"values differ by up to {value_diff:.2e} (limit {limits.max_value_diff:.0e})")
     return tuple(failures)
 
