@@ -211,3 +211,14 @@ def test_export_registers_as_the_next_version_of_the_same_model(
         assert exported.tags["export.source"] == "churn:1"
         served = Predictor(load_bundle(registry.fetch(registry.resolve("churn:2"))))
         assert list(served.predict(frame.head(20))) == list(Predictor(source).predict(frame.head(20)))
+
+
+def test_check_data_is_checked_too_and_recorded(make_bundle: MakeBundle, customers: Any, tmp_path: Path) -> None:
+    frame, label, _ = customers
+    bundle = make_bundle(churn_pipeline(frame, label), frame)
+    frame.sample(50, random_state=1).to_csv(tmp_path / "check.csv", index=False)
+    report = export_onnx(bundle, out_dir=tmp_path / "export", check_data=tmp_path / "check.csv", timings=False)
+    assert [(p.dataset, p.rows) for p in report.parity] == [("reference sample", 300), ("check data", 50)]
+    metrics = load_bundle(report.out_dir).manifest.metrics
+    assert metrics["parity_check_data_rows"] == 50.0
+    assert metrics["parity_check_data_label_agreement"] == 1.0

@@ -124,3 +124,47 @@ def test_reading_helpers_in_process() -> None:
     assert [len(b) for b in standalone_predict.batches(iter(range(5)), 2)] == [2, 2, 1]
     with pytest.raises(SystemExit, match="line 1 is not JSON"):
         list(standalone_predict.read_rows(io.StringIO("{oops\n"), "jsonl"))
+
+
+def test_main_in_process_for_labels_probabilities_and_tensors(
+    make_bundle: MakeBundle, numeric: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    frame, y = numeric
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(frame, y)
+    report = export_onnx(make_bundle(model, frame), out_dir=tmp_path / "logreg", timings=False)
+    frame.head(6).to_csv(tmp_path / "rows.csv", index=False)
+    assert (
+        standalone_predict.main(["--model", str(report.model_path), "--batch-size", "4", str(tmp_path / "rows.csv")])
+        == 0
+    )
+    assert capsys.readouterr().out.split() == [str(v) for v in model.predict(frame.head(6))]
+    frame.head(3).to_json(tmp_path / "rows.jsonl", orient="records", lines=True)
+    standalone_predict.main(["--model", str(report.model_path), "--proba", str(tmp_path / "rows.jsonl")])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["prediction"] for r in records] == model.predict(frame.head(3)).tolist()
+    assert sorted(records[0]["probabilities"]) == ["0", "1", "2"]
+
+    x = frame.to_numpy().astype(np.float32)
+    module = torch.nn.Sequential(torch.nn.Linear(8, 3)).eval()
+    tensor_report = export_onnx(make_bundle(module, x), out_dir=tmp_path / "torch", timings=False)
+    (tmp_path / "rows.json").write_text("\n".join(json.dumps({"input": row}) for row in x[:2].tolist()))
+    standalone_predict.main(
+        ["--model", str(tensor_report.model_path), "--format", "jsonl", str(tmp_path / "rows.json")]
+    )
+    got = np.array([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    with torch.no_grad():
+        np.testing.assert_allclose(got, module(torch.from_numpy(x[:2])).numpy(), atol=1e-5)
+
+
+def test_main_reports_bad_rows_as_errors(make_bundle: MakeBundle, numeric: Any, tmp_path: Path) -> None:
+    frame, y = numeric
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(frame, y)
+    report = export_onnx(make_bundle(model, frame), out_dir=tmp_path / "logreg", timings=False)
+    (tmp_path / "bad.csv").write_text("f0,f1\n1,2\n")
+    with pytest.raises(SystemExit, match="has no column 'f2'"):
+        standalone_predict.main(["--model", str(report.model_path), str(tmp_path / "bad.csv")])
+    (tmp_path / "text.csv").write_text(",".join(frame.columns) + "\n" + ",".join(["abc"] * 8) + "\n")
+    with pytest.raises(SystemExit, match="error: could not convert string to float"):
+        standalone_predict.main(["--model", str(report.model_path), str(tmp_path / "text.csv")])
