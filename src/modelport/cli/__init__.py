@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli import models, predict, quickstart, serve
+from modelport.cli import export, governance, models, monitor, policy, predict, quickstart, release, serve, users
 from modelport.cli._context import CliState, build_settings
 from modelport.cli._render import fail, stdout
 from modelport.core.errors import ModelportError
@@ -28,6 +28,21 @@ app.add_typer(models.app, name="models")
 app.command("predict")(predict.predict)
 app.command("quickstart")(quickstart.quickstart)
 app.command("serve")(serve.serve)
+app.command("export")(export.export)
+app.command("validate")(governance.validate)
+app.command("promote")(governance.promote)
+app.command("approve")(governance.approve)
+app.command("reject")(governance.reject)
+app.command("cancel")(governance.cancel)
+app.command("override")(governance.override)
+app.add_typer(governance.requests_app, name="requests")
+app.command("audit")(governance.audit)
+app.add_typer(release.app, name="release")
+app.add_typer(users.app, name="users")
+app.add_typer(policy.app, name="policy")
+app.command("logs")(monitor.logs)
+app.add_typer(monitor.app, name="monitor")
+app.command("dashboard")(monitor.dashboard)
 
 
 def _version(value: bool) -> None:
