@@ -33,10 +33,13 @@ class QuickstartResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def run_quickstart(settings: Settings, *, step: Step | None = None) -> QuickstartResult:
+def run_quickstart(settings: Settings, *, step: Step | None = None, online: bool = True) -> QuickstartResult:
     """Train a breast-cancer classifier, register it, promote it to ``production`` and predict.
 
-    Runs idempotently: a second run registers the next version and moves the alias.
+    Runs idempotently: a second run registers the next version and moves the alias. With
+    ``online`` it also serves the model on a local port, checks that the V2, V1 and MLflow
+    protocols answer like :meth:`Predictor.predict`, and sends traffic with one shifted feature
+    plus ground-truth feedback, for drift and live accuracy.
     """
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
@@ -79,6 +82,19 @@ def run_quickstart(settings: Settings, *, step: Step | None = None) -> Quickstar
     samples.mkdir(parents=True, exist_ok=True)
     input_csv = samples / "patients.csv"
     x_test.to_csv(input_csv, index=False)
+    y_test.rename("label").to_frame().assign(row=range(len(y_test))).to_csv(samples / "labels.csv", index=False)
+
+    if online:
+        from .quickstart_online import SHIFTED_FEATURE, run_online
+
+        seen = run_online(settings, registry, predictor, x_test, y_test)
+        agree = ", ".join(f"{k} {'=' if ok else '≠'} Predictor.predict" for k, ok in seen.protocols_agree.items())
+        report("Served", f"{mv.name}@production on a local port via {seen.runtime}: {agree}")
+        report(
+            "Sent traffic",
+            f"{seen.rows} held-out rows in {seen.requests} V2 requests with '{SHIFTED_FEATURE}' shifted by +2 std, "
+            f"then {seen.feedback} true labels as feedback",
+        )
     return QuickstartResult(
         name=mv.name,
         version=mv.version,

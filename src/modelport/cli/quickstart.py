@@ -8,6 +8,10 @@ from modelport.cli._context import settings_of
 from modelport.cli._render import stdout
 
 
+def _dashboard_url() -> str:
+    return "http://127.0.0.1:8080/dashboard/"
+
+
 def quickstart(ctx: typer.Context) -> None:
     """Train a sample model, bundle, register, promote to production and predict."""
     from modelport.api.quickstart import run_quickstart
@@ -25,7 +29,12 @@ def quickstart(ctx: typer.Context) -> None:
                 "  modelport models list",
                 f"  modelport models show {result.name}@production",
                 f"  modelport predict {result.name}@production --input {csv}",
-                f"  modelport models audit {result.name}",
+                f"  modelport monitor drift {result.name}          # flags the shifted feature (exit 1)",
+                f"  modelport monitor metrics {result.name}        # live accuracy from the feedback",
+                f"  modelport export {result.name}@production --quantize int8   # ONNX for edge devices",
+                f"  modelport serve                                  # then open {_dashboard_url()}",
+                "  modelport dashboard                              # the dashboard alone",
+                f"  modelport audit {result.name}",
             ]
         ),
         highlight=False,
