@@ -20,9 +20,12 @@ from starlette.routing import BaseRoute, Mount
 from modelport.core.errors import ConfigError, NotFound
 from modelport.core.settings import Settings
 from modelport.edge.accelerate import accelerate as onnx_fast_path
+from modelport.monitoring.alerts import AlertConfig, AlertSources, AlertState
 from modelport.monitoring.dashboard import create_dashboard_app
 from modelport.monitoring.feedback import FeedbackStore
 from modelport.monitoring.feedback_routes import feedback_routes
+from modelport.monitoring.logview import LogReader
+from modelport.monitoring.profiles import RegistryProfiles
 from modelport.registry.registry import Registry
 from modelport.registry.runs import RunStore
 from modelport.runtime.redaction import Redactor
@@ -31,6 +34,7 @@ from modelport.server.auth import Policy
 from modelport.server.config import ServerConfig
 from modelport.server.run import RegistryLocation, run, worker_spec_from_environment
 
+from .alerting import DEFAULT_INTERVAL_S, alert_state_path, with_periodic_alerts
 from .context import open_registry, resolve_settings
 
 WORKER_FACTORY = "modelport.api.serving:worker_app"
@@ -101,8 +105,13 @@ def build_app(
     settings: Settings,
     registry: Registry | None = None,
     accelerate: bool = True,
+    alerts_config: Path | None = None,
+    alerts_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> Starlette:
     """The server app with the fast path, the feedback route and the dashboard mounted.
+
+    With ``alerts_config`` (a file of :mod:`modelport.monitoring.alerts`), the app also evaluates
+    those alert rules every ``alerts_interval_s`` seconds while it runs.
 
     Example:
         >>> app = build_app(ServerConfig(models=("churn@production",)), settings=Settings())  # doctest: +SKIP
@@ -120,13 +129,19 @@ def build_app(
         runs=RunStore(registry.engine),
     )
     extra.append((Mount("/dashboard", app=dashboard, name="dashboard"), "predict"))
-    return create_app(
+    app = create_app(
         config,
         registry=registry,
         accelerate=onnx_fast_path if accelerate else None,
         extra_routes=extra,
         redactor=redactor,
     )
+    if alerts_config is None:
+        return app
+    logs = LogReader(config.prediction_log_dir or log_dir(settings))
+    sources = AlertSources(logs=logs, feedback=feedback, profiles=RegistryProfiles(registry))
+    rules, state = AlertConfig.from_file(alerts_config), AlertState(alert_state_path(settings))
+    return with_periodic_alerts(app, rules, sources, state, interval_s=alerts_interval_s)
 
 
 def _known_models(registry: Registry) -> Any:
@@ -143,6 +158,7 @@ def serve(
     config_file: Path | None = None,
     accelerate: bool = True,
     log_level: str = "info",
+    alerts_config: Path | None = None,
     **options: Any,
 ) -> None:
     """Serve models over HTTP until interrupted (SIGINT/SIGTERM drain in-flight requests).
@@ -154,6 +170,8 @@ def serve(
         config_file: YAML file of :class:`ServerConfig` settings.
         accelerate: Serve scikit-learn/XGBoost/LightGBM models through ONNX Runtime when parity holds.
         log_level: uvicorn and modelport log level.
+        alerts_config: Alert rules (:mod:`modelport.monitoring.alerts`) the server evaluates every minute
+            (one worker only).
         **options: Any :class:`ServerConfig` field (``host``, ``port``, ``workers``, ``api_keys``, ...).
 
     Example:
@@ -168,9 +186,15 @@ def serve(
         home=settings.home.resolve(),
     )
     if config.workers > 1:
+        if alerts_config is not None:
+            raise ConfigError(
+                "Periodic alerts run in a single-worker server only.",
+                hint="Serve with one worker, or run 'modelport monitor check' from cron beside the workers.",
+            )
         run(config, factory=WORKER_FACTORY, registry=location, log_level=log_level)
         return
-    run(config, app=build_app(config, settings=settings, accelerate=accelerate), log_level=log_level)
+    app = build_app(config, settings=settings, accelerate=accelerate, alerts_config=alerts_config)
+    run(config, app=app, log_level=log_level)
 
 
 def worker_app() -> Starlette:

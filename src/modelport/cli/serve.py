@@ -30,6 +30,7 @@ def serve(
         bool, typer.Option("--accelerate/--no-accelerate", help="ONNX Runtime fast path when parity holds.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert rules (YAML) checked every minute.")] = None,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol V2, V1 :predict, MLflow /invocations."""
     from modelport.api.serving import describe_config, server_config
@@ -49,4 +50,12 @@ def serve(
     }
     summary = server_config(refs or (), settings=settings, config_file=config, **options)
     table("modelport serve", ["setting", "value"], ([k, v] for k, v in describe_config(summary).items()))
-    run_server(refs or (), settings=settings, config_file=config, accelerate=accelerate, log_level=log_level, **options)
+    run_server(
+        refs or (),
+        settings=settings,
+        config_file=config,
+        accelerate=accelerate,
+        log_level=log_level,
+        alerts_config=alerts,
+        **options,
+    )
