@@ -101,7 +101,8 @@ async def test_in_flight_request_finishes_on_the_old_version(registry: Registry)
         adapters.append(Slow(loaded.adapter))
         return dataclasses.replace(loaded, adapter=adapters[-1])
 
-    async with serving(create_app(_config(), registry=registry, loader=loader)) as client:
+    config = _config(inline_below_ms=0)  # the gated model must not run on the event loop
+    async with serving(create_app(config, registry=registry, loader=loader)) as client:
         adapters[0].armed = True
         slow = asyncio.ensure_future(client.post("/v2/models/iris/infer", json=ONE))
         await asyncio.to_thread(entered.wait, 5)

@@ -125,7 +125,7 @@ def test_v2_tensor_model_and_binary_extension_round_trip() -> None:
         }
     )
     req = v2.parse_infer(Body(header + raw, len(header)), TENSOR, 64)
-    np.testing.assert_array_equal(req.data["x"], x)
+    np.testing.assert_array_equal(req.data, x)  # the model's one tensor is passed as a bare array
     assert req.binary_outputs == frozenset({"predict"})
     labels = np.array(["yes", "no"], dtype=object)
     body, json_length = v2.encode_infer(req, {"predict": labels}, model="m", version=3, classes=None)

@@ -106,7 +106,9 @@ def create_app(
         registry=registry,
         loader=loader or default_loader(config.trusted_pickle),
         accelerate=accelerate,
-        settings=BatchSettings(config.max_batch_size, config.max_batch_delay_ms, config.queue_limit),
+        settings=BatchSettings(
+            config.max_batch_size, config.max_batch_delay_ms, config.queue_limit, config.inline_below_ms
+        ),
         inference_threads=config.inference_threads or max(2, len(config.models)),
         observer_for=lambda name: MetricsObserver(metrics, name),
         retries=config.load_retries,

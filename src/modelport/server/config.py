@@ -75,7 +75,13 @@ class ServerConfig(BaseModel):
         api_keys: Keys (hashed on construction) with their scopes; none means no authentication on
             predict routes, and admin routes disabled.
         max_batch_size: Most rows' requests merged into one model call.
-        max_batch_delay_ms: Longest a request waits for others to join its batch (0 at low load).
+        max_batch_delay_ms: Once several requests are queued, how long the batcher waits for more
+            before calling the model. 0 (default): batches form from the requests that arrive while
+            the previous call runs, with no added wait; raise it for models whose per-call cost
+            is high (e.g. native scikit-learn pipelines) to get bigger batches.
+        inline_below_ms: A batch expected to take less than this (from the warm-up timings and its
+            row count) is scored on the event loop instead of a thread: for it a thread hop costs
+            more than the call. 0 sends every call to the thread pool.
         max_queue: Requests waiting per model before 503; default ``max_batch_size * 4``.
         request_timeout_s: Per-request deadline (504 beyond it).
         max_body_bytes: JSON body cap after decompression (413 beyond it).
@@ -86,7 +92,7 @@ class ServerConfig(BaseModel):
         load_retries: Attempts to load a model version before reporting it failed.
         load_backoff_s: First retry delay, doubled at each attempt.
         poll_interval_s: How often the registry is polled for alias moves (0 disables hot swap).
-        warmup_rows: Reference-sample rows scored before a model is declared ready.
+        warmup_rows: Reference-sample rows scored (and timed) before a model is declared ready.
         cache_url: ``memory`` or ``redis://...`` to answer identical requests from a cache.
         cache_ttl_s: Lifetime of cached predictions.
         cache_max_entries: Size of the in-memory cache per server.
@@ -99,6 +105,8 @@ class ServerConfig(BaseModel):
         auth_failure_window_s: The window of ``auth_failure_limit``.
         retry_after_s: ``Retry-After`` sent with 503 on a full queue.
         inference_threads: Threads running model calls; default one per model (at least 2).
+        freeze_gc: After start-up, move every object then alive out of the cyclic garbage
+            collector's reach (``gc.freeze``), so its full collections stay short under load.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -109,7 +117,8 @@ class ServerConfig(BaseModel):
     workers: int = Field(default=1, ge=1, le=256)
     api_keys: tuple[ApiKey, ...] = ()
     max_batch_size: int = Field(default=64, ge=1, le=100_000)
-    max_batch_delay_ms: float = Field(default=2.0, ge=0.0, le=10_000.0)
+    max_batch_delay_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
+    inline_below_ms: float = Field(default=1.0, ge=0.0)
     max_queue: int | None = Field(default=None, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0.0)
     max_body_bytes: int = Field(default=16 * MIB, ge=1)
@@ -133,6 +142,7 @@ class ServerConfig(BaseModel):
     auth_failure_window_s: float = Field(default=60.0, gt=0.0)
     retry_after_s: int = Field(default=1, ge=1)
     inference_threads: int | None = Field(default=None, ge=1)
+    freeze_gc: bool = True
 
     @field_validator("api_keys", mode="before")
     @classmethod

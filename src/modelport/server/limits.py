@@ -54,18 +54,6 @@ class Body:
     json_length: int | None = None
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
-def _media_type(headers: list[tuple[bytes, bytes]]) -> str:
-    raw = _header(headers, b"content-type")
-    return raw.decode("latin-1").split(";", 1)[0].strip().lower() if raw else ""
-
-
 def _check_media_type(media: str, binary: bool) -> None:
     if any(marker in media for marker in _PICKLE_MARKERS):
         raise Unsupported(
@@ -114,6 +102,29 @@ class _Decoder:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Headers:
+    content_type: bytes | None
+    content_length: bytes | None
+    content_encoding: bytes | None
+    binary_length: bytes | None
+
+
+def _scan(headers: list[tuple[bytes, bytes]]) -> _Headers:
+    """The four headers that matter here, in one pass."""
+    content_type = length = encoding = binary = None
+    for name, value in headers:
+        if name == b"content-type":
+            content_type = value
+        elif name == b"content-length":
+            length = value
+        elif name == b"content-encoding":
+            encoding = value
+        elif name == BINARY_HEADER:
+            binary = value
+    return _Headers(content_type, length, encoding, binary)
+
+
 async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limits: BodyLimits) -> Body:
     """Read the request body from ``receive`` within ``limits``.
 
@@ -122,16 +133,23 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limits
         Unsupported: A pickle or unknown media type or content encoding.
         BadRequest: A corrupt compressed body, or a bad binary header length.
     """
-    binary_header = _header(headers, BINARY_HEADER)
-    binary = binary_header is not None
-    _check_media_type(_media_type(headers), binary)
+    found = _scan(headers)
+    binary = found.binary_length is not None
+    if found.content_type is not None and found.content_type != b"application/json":
+        _check_media_type(found.content_type.decode("latin-1").split(";", 1)[0].strip().lower(), binary)
     limit = limits.max_binary_bytes if binary else limits.max_json_bytes
-    raw_encoding = _header(headers, b"content-encoding")
-    encoding = raw_encoding.decode("latin-1").strip().lower() if raw_encoding else "identity"
+    encoding = found.content_encoding.decode("latin-1").strip().lower() if found.content_encoding else "identity"
     decoder = None if encoding == "identity" else _Decoder(encoding, limit)
-    declared = _header(headers, b"content-length")
+    declared = found.content_length
     if decoder is None and declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
+    data = await _receive_all(receive, decoder, limit, limits.max_chunks)
+    if found.binary_length is None:
+        return Body(data)
+    return Body(data, _json_length(found.binary_length, len(data)))
+
+
+async def _receive_all(receive: Receive, decoder: _Decoder | None, limit: int, max_chunks: int) -> bytes:
     parts: list[bytes] = []
     size = chunks = 0
     while True:
@@ -140,8 +158,8 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limits
             raise ClientDisconnect()
         chunk: bytes = message.get("body", b"")
         chunks += 1
-        if chunks > limits.max_chunks:
-            raise too_large(limit, what=f"Request body in more than {limits.max_chunks} chunks")
+        if chunks > max_chunks:
+            raise too_large(limit, what=f"Request body in more than {max_chunks} chunks")
         if decoder is not None:
             chunk = decoder.feed(chunk)
         size += len(chunk)
@@ -153,8 +171,7 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limits
             break
     if decoder is not None:
         parts.append(decoder.finish())
-    data = parts[0] if len(parts) == 1 else b"".join(parts)
-    return Body(data, _json_length(binary_header, len(data)) if binary_header is not None else None)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _json_length(raw: bytes, size: int) -> int:

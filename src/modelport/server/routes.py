@@ -4,7 +4,8 @@ Each route's endpoint is a :class:`Guarded` wrapper that carries the route's :da
 checks it before the handler runs, so a route cannot exist without a policy; a test walks
 ``app.routes`` and fails on any endpoint that is not guarded. The same table generates the OpenAPI
 document (:mod:`modelport.server.openapi`). Routes mounted later by the composition root (e.g. the
-monitoring dashboard) go through :func:`guard` too.
+monitoring dashboard) go through :func:`guard` too. Prediction routes come first: the router tries
+routes in order.
 """
 
 from __future__ import annotations
@@ -48,130 +49,49 @@ class RouteSpec:
 _V2 = "/v2/models/{name}"
 _V2V = "/v2/models/{name}/versions/{version}"
 
+_INFER = ("inference", "InferenceRequest", "InferenceResponse")
+_V1 = ("inference", "V1Request", "V1Response")
+
+
+def _route(
+    method: str, path: str, handler: str, policy: Policy, summary: str, tag: str, *schemas: str | None
+) -> RouteSpec:
+    request, response = (*schemas, None, None)[:2]
+    return RouteSpec(path, method, handler, policy, summary, tag, request, response)
+
+
+# fmt: off
 ROUTES: tuple[RouteSpec, ...] = (
-    RouteSpec("/v2/health/live", "GET", "live", "public", "Liveness: the process answers.", "health", None, "Live"),
-    RouteSpec(
-        "/v2/health/ready",
-        "GET",
-        "ready",
-        "public",
-        "Readiness: every requested model serves.",
-        "health",
-        None,
-        "Ready",
-    ),
-    RouteSpec("/ping", "GET", "ping", "public", "MLflow health check (same as readiness).", "health", None, "Ready"),
-    RouteSpec("/v2", "GET", "server_metadata", "predict", "Server metadata.", "metadata", None, "ServerMetadata"),
-    RouteSpec(
-        _V2, "GET", "model_metadata", "predict", "Model metadata (default version).", "metadata", None, "ModelMetadata"
-    ),
-    RouteSpec(
-        _V2V,
-        "GET",
-        "model_metadata",
-        "predict",
-        "Model metadata of one version (number or alias).",
-        "metadata",
-        None,
-        "ModelMetadata",
-    ),
-    RouteSpec(
-        f"{_V2}/ready",
-        "GET",
-        "model_ready",
-        "predict",
-        "Model readiness (503 with the reason).",
-        "health",
-        None,
-        "ModelReady",
-    ),
-    RouteSpec(
-        f"{_V2V}/ready", "GET", "model_ready", "predict", "Model version readiness.", "health", None, "ModelReady"
-    ),
-    RouteSpec(
-        f"{_V2}/infer",
-        "POST",
-        "v2_infer",
-        "predict",
-        "Open Inference Protocol V2 inference.",
-        "inference",
-        "InferenceRequest",
-        "InferenceResponse",
-    ),
-    RouteSpec(
-        f"{_V2V}/infer",
-        "POST",
-        "v2_infer",
-        "predict",
-        "V2 inference on one version.",
-        "inference",
-        "InferenceRequest",
-        "InferenceResponse",
-    ),
-    RouteSpec(
-        "/v1/models/{name}:predict",
-        "POST",
-        "v1_predict",
-        "predict",
-        "V1 / TF-Serving style prediction.",
-        "inference",
-        "V1Request",
-        "V1Response",
-    ),
-    RouteSpec(
-        "/v1/models/{name}/versions/{version}:predict",
-        "POST",
-        "v1_predict",
-        "predict",
-        "V1 prediction on one version.",
-        "inference",
-        "V1Request",
-        "V1Response",
-    ),
-    RouteSpec(
-        "/invocations",
-        "POST",
-        "invocations",
-        "predict",
-        "MLflow scoring-server compatible prediction.",
-        "inference",
-        "MlflowRequest",
-        "MlflowResponse",
-    ),
-    RouteSpec("/metrics", "GET", "metrics", "predict", "Prometheus metrics.", "operations", None, None),
-    RouteSpec("/openapi.json", "GET", "openapi", "predict", "This OpenAPI document.", "operations", None, None),
-    RouteSpec("/docs", "GET", "docs", "predict", "Interactive API documentation.", "operations", None, None),
-    RouteSpec(
-        "/v2/repository/index",
-        "POST",
-        "repository_index",
-        "admin",
-        "Model repository index.",
-        "repository",
-        "RepositoryIndexRequest",
-        "RepositoryIndex",
-    ),
-    RouteSpec(
-        "/v2/repository/models/{name}/load",
-        "POST",
-        "repository_load",
-        "admin",
-        "Load (or reload) a model.",
-        "repository",
-        None,
-        "RepositoryLoad",
-    ),
-    RouteSpec(
-        "/v2/repository/models/{name}/unload",
-        "POST",
-        "repository_unload",
-        "admin",
-        "Unload a model after in-flight requests.",
-        "repository",
-        None,
-        "RepositoryUnload",
-    ),
+    # prediction first: the router tries routes in order
+    _route("POST", f"{_V2}/infer", "v2_infer", "predict", "Open Inference Protocol V2 inference.", *_INFER),
+    _route("POST", f"{_V2V}/infer", "v2_infer", "predict", "V2 inference on one version (number or alias).", *_INFER),
+    _route("POST", "/v1/models/{name}:predict", "v1_predict", "predict", "V1 / TF-Serving style prediction.", *_V1),
+    _route("POST", "/v1/models/{name}/versions/{version}:predict", "v1_predict", "predict", "V1 on one version.", *_V1),
+    _route("POST", "/invocations", "invocations", "predict", "MLflow scoring-server compatible prediction.",
+           "inference", "MlflowRequest", "MlflowResponse"),
+    _route("GET", "/v2/health/live", "live", "public", "Liveness: the process answers.", "health", None, "Live"),
+    _route("GET", "/v2/health/ready", "ready", "public", "Readiness: every requested model serves.", "health",
+           None, "Ready"),
+    _route("GET", "/ping", "ping", "public", "MLflow health check (same as readiness).", "health", None, "Ready"),
+    _route("GET", "/v2", "server_metadata", "predict", "Server metadata.", "metadata", None, "ServerMetadata"),
+    _route("GET", _V2, "model_metadata", "predict", "Model metadata (default version).", "metadata", None,
+           "ModelMetadata"),
+    _route("GET", _V2V, "model_metadata", "predict", "Model metadata of one version.", "metadata", None,
+           "ModelMetadata"),
+    _route("GET", f"{_V2}/ready", "model_ready", "predict", "Model readiness (503 with the reason).", "health",
+           None, "ModelReady"),
+    _route("GET", f"{_V2V}/ready", "model_ready", "predict", "Model version readiness.", "health", None, "ModelReady"),
+    _route("GET", "/metrics", "metrics", "predict", "Prometheus metrics.", "operations"),
+    _route("GET", "/openapi.json", "openapi", "predict", "This OpenAPI document.", "operations"),
+    _route("GET", "/docs", "docs", "predict", "Interactive API documentation.", "operations"),
+    _route("POST", "/v2/repository/index", "repository_index", "admin", "Model repository index.", "repository",
+           "RepositoryIndexRequest", "RepositoryIndex"),
+    _route("POST", "/v2/repository/models/{name}/load", "repository_load", "admin", "Load (or reload) a model.",
+           "repository", None, "RepositoryLoad"),
+    _route("POST", "/v2/repository/models/{name}/unload", "repository_unload", "admin",
+           "Unload a model once its in-flight requests finish.", "repository", None, "RepositoryUnload"),
 )
+# fmt: on
 
 
 class Guarded:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from concurrent.futures import Executor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +41,45 @@ class BatchItem:
 
 @dataclass(frozen=True, slots=True)
 class BatchSettings:
-    """Micro-batching knobs of every served version."""
+    """Micro-batching knobs of every served version.
+
+    Attributes:
+        max_batch_size: Most requests per model call.
+        max_batch_delay_ms: Longest wait for stragglers once several requests are queued.
+        max_queue: Requests waiting before 503.
+        inline_below_ms: A batch expected (from the warm-up timings) to take less than this runs on
+            the event loop: a thread hop would cost more than the call. Others run in the thread
+            pool so the loop keeps accepting requests.
+    """
 
     max_batch_size: int
     max_batch_delay_ms: float
     max_queue: int
+    inline_below_ms: float = 0.0
+
+
+class AdaptiveExecutor(Executor):
+    """Runs a batch on the calling thread (the event loop) when it is cheap, else in the pool.
+
+    Args:
+        pool: Threads for the batches that are not cheap (not shut down by this executor).
+        is_cheap: Whether the batch (the first argument of the submitted call) is cheap.
+    """
+
+    def __init__(self, pool: Executor, is_cheap: Callable[[Any], bool]) -> None:
+        self.pool = pool
+        self.is_cheap = is_cheap
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Call ``fn`` now when its batch is cheap (returning a completed future), else queue it."""
+        if not (args and self.is_cheap(args[0])):
+            return self.pool.submit(fn, *args, **kwargs)
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the awaiting caller
+            future.set_exception(exc)
+        return future
 
 
 class ServedVersion:
@@ -86,12 +120,26 @@ class ServedVersion:
         self._settings = settings
         self._executor = executor
         self._observer = observer
+        self.call_s: float | None = None
+        self.row_s = 0.0
         self._batcher: MicroBatcher[BatchItem, Results] | None = None
         self._stopped: asyncio.Event | None = None
         self._stop_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"ServedVersion({self.name}:{self.version}, {self.note})"
+
+    def estimate_s(self, rows: int) -> float | None:
+        """Expected seconds of one model call on ``rows`` rows (from the warm-up), if measured."""
+        if self.call_s is None:
+            return None
+        return self.call_s + self.row_s * max(0, rows - 1)
+
+    def is_cheap(self, items: list[BatchItem]) -> bool:
+        """Whether this batch is expected to finish within ``inline_below_ms`` (see :class:`BatchSettings`)."""
+        rows = sum(self.predictor.n_rows(item.model_input) for item in items)
+        estimate = self.estimate_s(rows)
+        return estimate is not None and estimate * 1e3 < self._settings.inline_below_ms
 
     def start(self) -> None:
         """Create and start the batcher (inside the running event loop)."""
@@ -101,7 +149,7 @@ class ServedVersion:
             max_batch_size=self._settings.max_batch_size,
             max_batch_delay_ms=self._settings.max_batch_delay_ms,
             max_queue=self._settings.max_queue,
-            executor=self._executor,
+            executor=AdaptiveExecutor(self._executor, self.is_cheap),
             observer=self._observer,
             name=f"{self.name}:{self.version}",
         )
@@ -142,22 +190,40 @@ class ServedVersion:
             results = self.predictor.run(merged, wanted)
         except Exception:
             return [self._process([item])[0] for item in items]
-        sizes = [self.predictor.n_rows(item.model_input) for item in items]
-        parts = self.predictor.split(results, sizes)
-        return [{name: part[name] for name in item.outputs} for item, part in zip(items, parts, strict=True)]
+        out: list[Results | BaseException] = []
+        start = 0
+        for item in items:
+            end = start + self.predictor.n_rows(item.model_input)
+            out.append({name: results[name][start:end] for name in item.outputs})
+            start = end
+        return out
 
     def warm(self, sample: ModelInput | None, rows: int) -> None:
-        """Score ``rows`` rows of the reference sample, once as a batch and once alone (in a thread)."""
+        """Score the reference sample (``rows`` rows, then one row) twice, timing the second pass.
+
+        The timings estimate a full batch's cost, which decides :attr:`runs_inline`. Runs in a
+        loader thread.
+        """
         if sample is None or rows <= 0:
             return
-        started = time.perf_counter()
         try:
-            for n in (rows, 1):
-                self.predictor.run(self.predictor.coerce(_head(sample, n)), self.output_names)
+            inputs = [self.predictor.coerce(_head(sample, n)) for n in (rows, 1)]
+            timings: list[float] = []
+            for _ in range(2):
+                timings.clear()
+                for model_input in inputs:
+                    started = time.perf_counter()
+                    self.predictor.run(model_input, self.output_names)
+                    timings.append(time.perf_counter() - started)
         except ValidationError as exc:
             logger.warning("Warm-up of %s:%s skipped: %s", self.name, self.version, exc.message)
             return
-        logger.debug("Warmed %s:%s in %.1f ms", self.name, self.version, (time.perf_counter() - started) * 1e3)
+        many, one = timings
+        self.row_s = max(0.0, many - one) / max(1, self.predictor.n_rows(inputs[0]) - 1)
+        self.call_s = one
+        logger.debug(
+            "Warmed %s:%s: one row %.3f ms, %.4f ms per extra row", self.name, self.version, one * 1e3, self.row_s * 1e3
+        )
 
     def acquire(self) -> ServedVersion:
         """Count one more in-flight request."""

@@ -9,6 +9,7 @@ closes the rest. Nothing here is global: two apps in one process share nothing.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from concurrent.futures import Executor
 from importlib.metadata import PackageNotFoundError, version
@@ -90,6 +91,9 @@ class ServerState:
         if self.prediction_log is not None:
             self.prediction_log.start()
         await self.manager.start()
+        if self.config.freeze_gc:
+            gc.collect()
+            gc.freeze()  # start-up objects leave the collector's scans: no long pauses under load
         ready, reasons = self.manager.readiness()
         if ready:
             logger.info("Serving %s", ", ".join(self.manager.names()) or "no model yet")

@@ -65,7 +65,8 @@ def _read_inputs(raw_inputs: Any, body: Body) -> dict[str, np.ndarray]:
             raise BadRequest(f"{where} is given twice.", hint="Send each input once.")
         shape = shape_of(tensor.get("shape"), where)
         datatype = tensor.get("datatype")
-        size = _mapping(tensor.get("parameters"), f"{where} parameters").get("binary_data_size")
+        params = tensor.get("parameters")
+        size = None if params is None else _mapping(params, f"{where} parameters").get("binary_data_size")
         if size is not None:
             if body.json_length is None or not isinstance(size, int) or size < 0 or offset + size > len(body.data):
                 raise BadRequest(
@@ -147,6 +148,8 @@ def parse_infer(body: Body, signature: Signature, max_depth: int) -> InferenceRe
     outputs, binary = _requested_outputs(doc.get("outputs"), parameters)
     if signature.kind == "tabular":
         data: Any = _tabular_data(arrays, signature)
+    elif len(arrays) == 1 and len(signature.tensors) == 1 and signature.tensors[0].name in arrays:
+        data = arrays[signature.tensors[0].name]  # the model's one tensor: no dict to unpack
     else:
         data = arrays
     return InferenceRequest(data, outputs, _string_or_none(doc.get("id"), "'id'"), binary, parameters)
