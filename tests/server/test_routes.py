@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 
 from modelport.server.app import create_app
@@ -98,3 +101,34 @@ async def test_keys_never_reach_logs_or_metrics(app: Any, caplog: pytest.LogCapt
     assert "some-wrong-key" not in caplog.text
     assert KEY not in metrics
     assert "modelport_auth_failures_total 1.0" in metrics
+
+
+async def test_extra_routes_and_mounts_are_guarded_and_documented(iris_bundles: dict[int, Path]) -> None:
+    async def feedback(request: Request) -> JSONResponse:
+        """Record ground truth for earlier predictions."""
+        return JSONResponse({"ok": True})
+
+    async def page(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(request.url_for("dashboard:home")))
+
+    dashboard = Starlette(routes=[Route("/", page, name="home")])
+    extra = [
+        (Route("/v2/feedback", feedback, methods=["POST"], name="feedback"), "predict"),
+        (Mount("/dashboard", app=dashboard, name="dashboard"), "admin"),
+    ]
+    config = ServerConfig(models=(str(iris_bundles[1]),), poll_interval_s=0, api_keys=[KEY, f"predict:{KEY}-p"])
+    app = create_app(config, registry=None, extra_routes=extra)
+    for route in app.routes:
+        endpoint = route.endpoint if isinstance(route, Route) else route.app
+        assert isinstance(endpoint, Guarded)
+    async with serving(app) as client:
+        assert (await client.post("/v2/feedback")).status_code == 401
+        assert (await client.post("/v2/feedback", headers={"x-api-key": f"{KEY}-p"})).status_code == 200
+        assert (await client.get("/dashboard/", headers={"x-api-key": f"{KEY}-p"})).status_code == 403
+        home = await client.get("/dashboard/", headers={"x-api-key": KEY})
+        assert home.status_code == 200
+        assert home.text.endswith("/dashboard/")
+        doc = (await client.get("/openapi.json", headers={"x-api-key": KEY})).json()
+    assert doc["paths"]["/v2/feedback"]["post"]["x-auth-policy"] == "predict"
+    assert doc["paths"]["/v2/feedback"]["post"]["summary"] == "Record ground truth for earlier predictions."
+    assert doc["paths"]["/dashboard/{path}"]["get"]["x-auth-policy"] == "admin"

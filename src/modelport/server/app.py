@@ -92,7 +92,7 @@ def create_app(
         redactor: Applies the models' redaction rules (keyed HMAC for ``hash``) to the prediction
             log the app builds from ``config.prediction_log_dir``.
         extra_routes: Routes or mounts from other layers (feedback, dashboard), each with the auth
-            policy it is guarded by.
+            policy it is guarded by; they are listed in the OpenAPI document too.
 
     Returns:
         A Starlette app; its ``state.modelport`` is the :class:`ServerState`.
@@ -132,7 +132,7 @@ def create_app(
         prediction_log=prediction_log,
     )
     endpoints = Endpoints(state)
-    docs = ApiDocs(state.version)
+    docs = ApiDocs(state.version, extra=[(route, policy) for route, policy in extra_routes])
     handlers = {spec.handler: getattr(endpoints, spec.handler, None) or getattr(docs, spec.handler) for spec in ROUTES}
 
     @asynccontextmanager

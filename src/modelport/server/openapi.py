@@ -8,12 +8,16 @@ error statuses and its auth policy (``x-auth-policy`` plus the ``apiKey`` securi
 from __future__ import annotations
 
 import html
+import inspect
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from modelport.server.auth import Policy
 from modelport.server.middleware import request_info
 from modelport.server.routes import ROUTES, RouteSpec
 
@@ -133,6 +137,7 @@ SCHEMAS: dict[str, Any] = {
 }
 
 _ERRORS_BY_KIND: dict[str, tuple[int, ...]] = {
+    "extensions": (400, 404),
     "inference": (400, 404, 413, 415, 422, 503, 504),
     "metadata": (404,),
     "health": (404, 503),
@@ -171,12 +176,28 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     return op
 
 
+def extra_specs(extra: Sequence[tuple[BaseRoute, Policy]]) -> tuple[RouteSpec, ...]:
+    """Route specs for routes added by the composition root (a mount documents its prefix)."""
+    specs: list[RouteSpec] = []
+    for route, policy in extra:
+        if isinstance(route, Mount):
+            summary = f"{route.name or route.path.strip('/')} (mounted application; every path below it)."
+            specs.append(
+                RouteSpec(f"{route.path}/{{path}}", "GET", route.name or "mount", policy, summary, "extensions")
+            )
+        elif isinstance(route, Route):
+            doc = (inspect.getdoc(route.endpoint) or route.name or route.path).splitlines()[0]
+            for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+                specs.append(RouteSpec(route.path, method, route.name or "route", policy, doc, "extensions"))
+    return tuple(specs)
+
+
 def build_document(version: str, specs: tuple[RouteSpec, ...] = ROUTES) -> dict[str, Any]:
     """The OpenAPI document describing ``specs``."""
     paths: dict[str, dict[str, Any]] = {}
     for spec in specs:
         operation = _operation(spec)
-        operation["operationId"] = f"{spec.handler}_{len(paths)}"
+        operation["operationId"] = f"{spec.handler}_{sum(len(p) for p in paths.values())}"
         paths.setdefault(spec.path, {})[spec.method.lower()] = operation
     return {
         "openapi": "3.1.0",
@@ -212,10 +233,11 @@ class ApiDocs:
 
     Args:
         version: The server version shown in the document.
-        specs: The routes to describe.
+        extra: Routes added by the composition root, with their policies.
     """
 
-    def __init__(self, version: str, specs: tuple[RouteSpec, ...] = ROUTES) -> None:
+    def __init__(self, version: str, extra: Sequence[tuple[BaseRoute, Policy]] = ()) -> None:
+        specs = (*ROUTES, *extra_specs(extra))
         self.document = orjson.dumps(build_document(version, specs))
         rows = "".join(
             f"<tr><td>{s.method}</td><td><code>{html.escape(s.path)}</code></td><td>{s.policy}</td>"

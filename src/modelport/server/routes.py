@@ -112,6 +112,12 @@ class Guarded:
         self.gate = gate
         self.metrics = metrics
 
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """The wrapped app's routes (so ``url_for`` still reaches into a guarded mount)."""
+        routes: list[BaseRoute] = getattr(self.handler, "routes", [])
+        return routes
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.policy != "public":
             client = scope.get("client")
