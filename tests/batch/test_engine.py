@@ -82,3 +82,17 @@ def test_a_scoring_error_is_raised_after_pending_commits() -> None:
     with pytest.raises(RuntimeError, match="model crashed"):
         LocalEngine(prefetch=1).run(_chunks(10), score, lambda c: committed.append(c.index))
     assert committed == [0, 1, 2]
+
+
+def test_several_scoring_threads_still_commit_in_chunk_order() -> None:
+    committed: list[int] = []
+    scorers: set[str] = set()
+
+    def score(index: int, chunk: SourceChunk) -> ScoredChunk:
+        scorers.add(threading.current_thread().name)
+        threading.Event().wait(0.02 if index % 3 == 0 else 0.001)  # later chunks finish first
+        return _score(index, chunk)
+
+    LocalEngine(prefetch=2, workers=4).run(_chunks(30), score, lambda c: committed.append(c.index))
+    assert committed == list(range(30))
+    assert len(scorers) > 1

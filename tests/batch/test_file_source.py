@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -110,3 +111,20 @@ def test_format_given_explicitly_overrides_the_suffix(tmp_path: Path) -> None:
     table = next(FileSource(path, format="parquet").read(10)).table
     assert table.to_pandas()["id"].tolist() == [0, 1, 2, 3]
     assert isinstance(table.to_pandas(), pd.DataFrame)
+
+
+def test_memory_held_while_reading_does_not_grow_with_the_file(tmp_path: Path) -> None:
+    peaks = []
+    for rows in (100_000, 800_000):
+        path = tmp_path / f"wide-{rows}.parquet"
+        data = pa.table({f"f{j}": np.random.default_rng(j).normal(size=rows) for j in range(20)})
+        pq.write_table(data, path, row_group_size=20_000)
+        del data
+        baseline, peak = pa.total_allocated_bytes(), 0
+        for chunk in FileSource(path).read(10_000):
+            peak = max(peak, pa.total_allocated_bytes() - baseline)
+            del chunk
+        peaks.append(peak)
+    chunk_bytes = 10_000 * 20 * 8
+    assert peaks[1] < 20 * chunk_bytes  # a few row groups and chunks: a quarter of the file (80 chunks)
+    assert peaks[1] < 1.5 * peaks[0] + chunk_bytes

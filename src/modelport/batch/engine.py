@@ -3,7 +3,7 @@
 The job hands an :class:`Engine` three things: an iterator of numbered input chunks, a function
 that scores one, and a function that commits one. :class:`LocalEngine` runs them on this machine
 as a three-stage pipeline: a reader thread reads ahead (a bounded queue of ``prefetch`` chunks),
-the calling thread scores, and a writer thread commits strictly in chunk order (a queue of one),
+``workers`` threads score, and a writer thread commits strictly in chunk order (a queue of one),
 so reading, scoring and writing overlap while memory stays at a few chunks. Arrow, the database
 drivers and most model code release the GIL, so the overlap is real. Another engine (e.g. Ray
 Data, for users who outgrow one machine) only has to honour the same contract: commits happen in
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,10 +72,14 @@ class LocalEngine:
 
     Args:
         prefetch: Chunks read ahead of scoring; ``0`` runs everything in the calling thread.
+        workers: Chunks scored at the same time (threads); commits still happen in chunk order.
+            Worth more than one when the model itself runs on one core (ONNX Runtime's batch
+            sessions, most linear models), since prediction releases the GIL.
     """
 
-    def __init__(self, *, prefetch: int = 2) -> None:
+    def __init__(self, *, prefetch: int = 2, workers: int = 1) -> None:
         self.prefetch = prefetch
+        self.workers = max(1, workers)
 
     def run(
         self,
@@ -82,13 +88,13 @@ class LocalEngine:
         commit: Callable[[ScoredChunk], None],
     ) -> None:
         """Score every chunk and commit each, in order; raise the first error after stopping."""
-        if self.prefetch == 0:
+        if self.prefetch == 0 and self.workers == 1:
             for index, chunk in chunks:
                 commit(score(index, chunk))
             return
         stop = threading.Event()
         writer_done = threading.Event()
-        read_queue: queue.Queue[Any] = queue.Queue(maxsize=self.prefetch)
+        read_queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, self.prefetch))
         write_queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         errors: list[BaseException] = []
         reader = threading.Thread(
@@ -104,7 +110,8 @@ class LocalEngine:
         writer.start()
         failure: BaseException | None = None
         try:
-            failure = _score_loop(read_queue, write_queue, score, stop)
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="modelport-batch-scorer") as pool:
+                failure = _score_loop(read_queue, write_queue, score, stop, pool, self.workers)
         except BaseException as exc:
             failure = exc
         finally:
@@ -126,15 +133,26 @@ def _score_loop(
     write_queue: queue.Queue[Any],
     score: Callable[[int, SourceChunk], ScoredChunk],
     stop: threading.Event,
+    pool: ThreadPoolExecutor,
+    workers: int,
 ) -> BaseException | None:
-    while True:
+    """Score up to ``workers`` chunks at once; hand them to the writer in chunk order."""
+    pending: deque[Future[ScoredChunk]] = deque()
+    failure: BaseException | None = None
+    while failure is None:
         item = _get(read_queue, stop)
         if item is _DONE:
-            return None
+            break
         if isinstance(item, _Failure):
-            return item.error
-        if not _put(write_queue, score(*item), stop):
+            failure = item.error
+            break
+        pending.append(pool.submit(score, *item))
+        if len(pending) >= workers and not _put(write_queue, pending.popleft().result(), stop):
             return None
+    while pending:  # chunks already being scored are still committed, in order
+        if not _put(write_queue, pending.popleft().result(), stop):
+            return None
+    return failure
 
 
 def _read_ahead(chunks: NumberedChunks, read_queue: queue.Queue[Any], stop: threading.Event) -> None:

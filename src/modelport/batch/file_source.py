@@ -129,15 +129,17 @@ class FileSource:
         self.open()
         skip = int(start.get("rows", 0))
         offset = skip
-        for table in rechunk(self._pieces(skip, columns, as_text), chunk_size):
+        for table in rechunk(self._pieces(skip, columns, as_text, min(chunk_size, _BATCH_ROWS)), chunk_size):
             first = offset
             offset += table.num_rows
             yield SourceChunk(table=table, start_row=first, position={"rows": offset})
 
-    def _pieces(self, skip: int, columns: Sequence[str] | None, as_text: Collection[str]) -> Iterator[pa.Table]:
+    def _pieces(
+        self, skip: int, columns: Sequence[str] | None, as_text: Collection[str], batch_rows: int
+    ) -> Iterator[pa.Table]:
         for path in self._files:
             if self.format == "parquet":
-                skip, pieces = _parquet_pieces(path, skip, columns)
+                skip, pieces = _parquet_pieces(path, skip, columns, batch_rows)
             elif self.format == "csv":
                 pieces = _csv_pieces(path, columns, as_text)
             else:
@@ -153,9 +155,15 @@ class FileSource:
         """Nothing stays open between reads."""
 
 
-def _parquet_pieces(path: Path, skip: int, columns: Sequence[str] | None) -> tuple[int, Iterator[pa.Table]]:
-    """Skip whole row groups from the metadata; return the rows still to skip and the batches."""
-    reader = pq.ParquetFile(path)
+def _parquet_pieces(
+    path: Path, skip: int, columns: Sequence[str] | None, batch_rows: int
+) -> tuple[int, Iterator[pa.Table]]:
+    """Skip whole row groups from the metadata; return the rows still to skip and the batches.
+
+    ``pre_buffer`` is off: with it, pyarrow buffers every requested row group ahead of time, so
+    memory would grow with the file.
+    """
+    reader = pq.ParquetFile(path, pre_buffer=False)
     missing_columns(reader.schema_arrow.names, columns, str(path))
     groups: list[int] = []
     for index in range(reader.metadata.num_row_groups):
@@ -166,7 +174,7 @@ def _parquet_pieces(path: Path, skip: int, columns: Sequence[str] | None) -> tup
         groups.append(index)
     if not groups:
         return skip, iter(())
-    batches = reader.iter_batches(batch_size=_BATCH_ROWS, row_groups=groups, columns=list(columns) if columns else None)
+    batches = reader.iter_batches(batch_size=batch_rows, row_groups=groups, columns=list(columns) if columns else None)
     return skip, (pa.Table.from_batches([b]) for b in batches)
 
 

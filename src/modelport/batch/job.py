@@ -376,7 +376,9 @@ class _Job:
             as_text=scorer.text_columns,
             order_by=self.options.key,
         )
-        engine = self.engine if self.engine is not None else LocalEngine(prefetch=self.options.prefetch)
+        engine = self.engine
+        if engine is None:
+            engine = LocalEngine(prefetch=self.options.prefetch, workers=self.options.scoring_threads)
         try:
             engine.run(self.numbered(chunks), scorer.score, self.commit)
         finally:

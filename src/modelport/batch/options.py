@@ -7,6 +7,7 @@ resumed so that chunk boundaries, key and mode stay exactly those of the first a
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -38,6 +39,8 @@ class JobOptions(BaseModel):
         resume: Id of a stopped run to continue from its last committed chunk.
         sample_rows: At most this many scored rows per run go to the prediction log as a sample.
         prefetch: Chunks read ahead of scoring (memory grows with it).
+        workers: Chunks scored at the same time, in threads (memory grows with it); ``0`` picks
+            ``min(4, CPU cores)``. Commits always happen one at a time, in chunk order.
         lease_s: How long a run's lease lasts without renewal; another process may take over a
             run whose lease has expired (a killed process on the same host is detected at once).
     """
@@ -53,6 +56,7 @@ class JobOptions(BaseModel):
     resume: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
     sample_rows: int = Field(default=100, ge=0, le=100_000)
     prefetch: int = Field(default=2, ge=0, le=16)
+    workers: int = Field(default=0, ge=0, le=64)
     lease_s: float = Field(default=600.0, gt=0)
 
     @field_validator("key", "include", mode="before")
@@ -95,10 +99,16 @@ class JobOptions(BaseModel):
         keep = stored | {
             "max_errors": self.max_errors,
             "prefetch": self.prefetch,
+            "workers": self.workers,
             "lease_s": self.lease_s,
             "resume": self.resume,
         }
         return JobOptions.model_validate(keep)
+
+    @property
+    def scoring_threads(self) -> int:
+        """The number of scoring threads :attr:`workers` asks for (``0``: ``min(4, CPU cores)``)."""
+        return self.workers or min(4, os.cpu_count() or 1)
 
     def stored(self) -> dict[str, Any]:
         """The JSON-able form recorded with the run (without ``resume``)."""

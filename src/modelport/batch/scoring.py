@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from modelport.batch.options import JobOptions
 from modelport.batch.screening import prepare_inputs, screen
@@ -133,7 +134,9 @@ class ChunkScorer:
         started = self._timer()
         table = chunk.table
         key_rejects = self._key_rejects(table)
-        keep = np.setdiff1d(np.arange(table.num_rows), np.fromiter(key_rejects, np.int64, len(key_rejects)))
+        keep = np.arange(table.num_rows)
+        if key_rejects:
+            keep = np.setdiff1d(keep, np.fromiter(key_rejects, np.int64, len(key_rejects)))
         kept = table if len(keep) == table.num_rows else table.take(pa.array(keep))
         if kept.num_rows:
             screened = screen(self.predictor, prepare_inputs(kept, self.features), self.outputs)
@@ -143,7 +146,7 @@ class ChunkScorer:
         else:
             good, reasons, outputs = keep, key_rejects, {}
         now = self._clock()
-        output = self._output(table.take(pa.array(good)), outputs, now)
+        output = self._output(table if len(good) == table.num_rows else table.take(pa.array(good)), outputs, now)
         rejects = self._rejects(index, chunk, reasons, now)
         sample = self._sample(chunk, good, outputs)
         return ScoredChunk(
@@ -176,6 +179,10 @@ class ChunkScorer:
         key = self.options.key
         if not key:
             return {}
+        if len(key) == 1:
+            column = table.column(key[0])
+            if column.null_count == 0 and pc.count_distinct(column).as_py() == table.num_rows:
+                return {}  # the usual case, decided without leaving Arrow
         frame = table.select(list(key)).to_pandas()
         reasons: dict[int, str] = {}
         missing = frame.isna().any(axis=1).to_numpy()
