@@ -248,6 +248,18 @@ def test_wrong_roles_failing_gates_and_overrides(cli: CliRunner, team: dict[str,
     rejected = ok(avery("reject", str(again["request"]["id"]), "--reason", "no rollback plan", "--json")).json()
     assert rejected["request"]["status"] == "rejected"
 
+    # An admin approves and overrides in one step (v1 was never validated), never without a reason.
+    back = ok(dana("promote", MODEL, "1", "--to", "production", "--reason", "roll back", "--json")).json()
+    assert any("no validation report" in b for b in back["blockers"])
+    request = str(back["request"]["id"])
+    refused(root("approve", request, "--override"), "reason", code=2)
+    refused(avery("approve", request, "--override", "--reason", "urgent"), "admin")
+    assert ok(cli("requests", "show", request, "--json")).json()["request"]["decisions"] == []  # nothing half-done
+    both = ok(root("approve", request, "--override", "--reason", "v1 is the known-good version", "--json")).json()
+    assert both["moved"] is True
+    assert [d["decision"] for d in both["request"]["decisions"]] == ["approve", "override"]
+    assert ok(cli("models", "show", f"{MODEL}@production", "--json")).json()["version"] == 1
+
 
 def test_users_keys_and_policy_commands(cli: CliRunner, team: dict[str, str]) -> None:
     root = acting_as(cli, team["root"])
@@ -273,7 +285,7 @@ def test_users_keys_and_policy_commands(cli: CliRunner, team: dict[str, str]) ->
     listed = ok(cli("policy", "list", "--json")).json()
     assert listed["*"]["required_gates"] == ["signature", "metrics", "latency", "parity", "checks"]
     assert listed[MODEL] == {**listed[MODEL], "approvals": 2, "required_gates": []}
-    assert "stricter" not in ok(cli("policy", "list")).stdout
+    assert "2 (approver)" in ok(cli("policy", "list")).stdout
     ok(root("policy", "clear", MODEL, "--reason", "back to baseline"))
     assert ok(cli("policy", "show", MODEL, "--json")).json()["scope"] == "*"
     refused(root("policy", "set", "--gates", "speed"), "speed", code=2)
