@@ -114,11 +114,22 @@ def alias(
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. production, staging")],
     reason: ReasonOpt = None,
 ) -> None:
-    """Point ALIAS of model NAME at VERSION (recorded in the audit log)."""
-    from modelport.api import open_registry
+    """Point ALIAS of model NAME at VERSION, through the promotion policy (audited).
 
-    open_registry(settings_of(ctx)).set_alias(name, alias_name, version, reason=reason)
-    stdout.print(f"{name}@{alias_name} → version {version}")
+    An alias the policy protects is not moved: a promotion request is opened instead.
+    """
+    from modelport.api.governing import promote
+
+    result = promote(name, version, to=alias_name, reason=reason, settings=settings_of(ctx))
+    if result.moved:
+        stdout.print(f"{name}@{alias_name} → version {version}")
+        return
+    request_id = result.request.id if result.request is not None else "?"
+    stdout.print(
+        f"{name}@{alias_name} is protected: opened promotion request {request_id} "
+        f"({'; '.join(result.blockers) or 'awaiting approval'}). Approve it with: modelport approve {request_id}",
+        highlight=False,
+    )
 
 
 @app.command("delete")
