@@ -19,6 +19,9 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from modelport.api import load_model, save_bundle, save_model
+    from modelport.api.exporting import export
+    from modelport.api.scoring import score
+    from modelport.api.serving import serve
     from modelport.core.errors import ModelportError
     from modelport.core.refs import ModelRef
     from modelport.core.settings import Settings
@@ -33,9 +36,12 @@ _EXPORTS: dict[str, str] = {
     "Predictor": "modelport.runtime.predictor",
     "Registry": "modelport.registry.registry",
     "Settings": "modelport.core.settings",
+    "export": "modelport.api.exporting",
     "load_model": "modelport.api",
     "save_bundle": "modelport.api",
     "save_model": "modelport.api",
+    "score": "modelport.api.scoring",
+    "serve": "modelport.api.serving",
 }
 
 __all__ = [
@@ -46,9 +52,12 @@ __all__ = [
     "Registry",
     "Settings",
     "__version__",
+    "export",
     "load_model",
     "save_bundle",
     "save_model",
+    "score",
+    "serve",
 ]
 
 

@@ -84,6 +84,15 @@ def run_quickstart(settings: Settings, *, step: Step | None = None, online: bool
     x_test.to_csv(input_csv, index=False)
     y_test.rename("label").to_frame().assign(row=range(len(y_test))).to_csv(samples / "labels.csv", index=False)
 
+    from .scoring import score
+
+    scores = samples / "scores.parquet"
+    job = score(f"{mv.name}@production", str(input_csv), str(scores), settings=settings, registry=registry, proba=True)
+    report(
+        "Batch-scored",
+        f"{job.rows_written} rows at {job.rows_per_s:,.0f} rows/s into {scores} (run {job.run_id}, with probabilities)",
+    )
+
     if online:
         from .quickstart_online import SHIFTED_FEATURE, run_online
 
@@ -101,5 +110,5 @@ def run_quickstart(settings: Settings, *, step: Step | None = None, online: bool
         accuracy=accuracy,
         sample_predictions=predictions,
         home=home,
-        files={"input_csv": input_csv},
+        files={"input_csv": input_csv, "scores": scores},
     )

@@ -12,7 +12,21 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli import export, governance, models, monitor, policy, predict, quickstart, release, serve, users
+from modelport.cli import (
+    batch,
+    export,
+    governance,
+    jobs,
+    models,
+    monitor,
+    policy,
+    predict,
+    quickstart,
+    release,
+    schedule,
+    serve,
+    users,
+)
 from modelport.cli._context import CliState, build_settings
 from modelport.cli._render import fail, stdout
 from modelport.core.errors import ModelportError
@@ -43,6 +57,10 @@ app.add_typer(policy.app, name="policy")
 app.command("logs")(monitor.logs)
 app.add_typer(monitor.app, name="monitor")
 app.command("dashboard")(monitor.dashboard)
+app.command("batch")(batch.batch)
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(schedule.app, name="schedule")
+app.command("scheduler")(schedule.scheduler)
 
 
 def _version(value: bool) -> None:

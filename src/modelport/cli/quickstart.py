@@ -29,6 +29,8 @@ def quickstart(ctx: typer.Context) -> None:
                 "  modelport models list",
                 f"  modelport models show {result.name}@production",
                 f"  modelport predict {result.name}@production --input {csv}",
+                f"  modelport batch {result.name}@production --input {csv} --output scores.csv --proba",
+                "  modelport jobs list                              # batch runs, rows, status",
                 f"  modelport monitor drift {result.name}          # flags the shifted feature (exit 1)",
                 f"  modelport monitor metrics {result.name}        # live accuracy from the feedback",
                 f"  modelport export {result.name}@production --quantize int8   # ONNX for edge devices",
