@@ -290,22 +290,16 @@ def measure(workload: str, spec: dict[str, Any], wrk: str, args: argparse.Namesp
     """Every server on one workload."""
     results: dict[str, Result] = {}
     for kind in SERVERS:
-        proc = start_server(kind, spec)
+        server = start_server(kind, spec)
         try:
             if kind == "modelport":
-                meta_url = proc.url.rsplit("/infer", 1)[0]  # type: ignore[attr-defined]
+                meta_url = server.url.rsplit("/infer", 1)[0]
                 spec["runtime"] = httpx.get(meta_url, timeout=5).json()["serving"]["runtime"]
-            run_wrk(wrk, proc.url, proc.body, duration_s=2, connections=args.connections, threads=args.threads)  # type: ignore[attr-defined]
-            results[kind] = run_wrk(
-                wrk,
-                proc.url,
-                proc.body,
-                duration_s=args.duration,
-                connections=args.connections,
-                threads=args.threads,  # type: ignore[attr-defined]
-            )
+            load = {"connections": args.connections, "threads": args.threads}
+            run_wrk(wrk, server.url, server.body, duration_s=2, **load)  # warm-up
+            results[kind] = run_wrk(wrk, server.url, server.body, duration_s=args.duration, **load)
         finally:
-            stop_server(proc)
+            stop_server(server.proc)
         r = results[kind]
         print(f"  {workload} {kind:<10} {r.rps:>10,.0f} req/s  p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms"
               f"  errors {r.errors}", flush=True)  # fmt: skip

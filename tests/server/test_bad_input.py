@@ -121,3 +121,13 @@ async def test_errors_are_logged_to_metrics_by_status(app: Any) -> None:
         await client.post("/v2/models/iris/infer", content=b"{")
         text = (await client.get("/metrics")).text
     assert 'modelport_requests_total{model="iris",route="v2_infer",status="400"} 1.0' in text
+
+
+async def test_unknown_names_never_become_metric_labels(app: Any) -> None:
+    async with serving(app) as client:
+        for i in range(5):
+            await client.get(f"/v2/models/random-{i}/ready")
+            await client.post(f"/v2/models/random-{i}/infer", json=GOOD)
+        text = (await client.get("/metrics")).text
+    assert "random-" not in text
+    assert 'modelport_requests_total{model="",route="v2_infer",status="404"} 5.0' in text

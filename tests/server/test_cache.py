@@ -91,10 +91,17 @@ async def test_cache_is_per_model(iris_bundles: dict[int, Path]) -> None:
     assert "modelport_cache_total{" not in metrics
 
 
-async def test_an_unreachable_redis_is_a_miss_not_an_error(iris_bundles: dict[int, Path]) -> None:
-    config = ServerConfig(models=(str(iris_bundles[1]),), poll_interval_s=0, cache_url="redis://127.0.0.1:1/0")
+async def test_an_unreachable_redis_is_a_miss_not_an_error(
+    iris_bundles: dict[int, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    url = "redis://user:s3cret-pw@127.0.0.1:1/0"
+    config = ServerConfig(models=(str(iris_bundles[1]),), poll_interval_s=0, cache_url=url)
     async with serving(create_app(config, registry=None)) as client:
         resp = await client.post("/v2/models/iris/infer", json=v2_body(rows(1)))
         metrics = (await client.get("/metrics")).text
     assert resp.status_code == 200
     assert 'modelport_cache_total{model="iris",result="error"} 1.0' in metrics
+    assert "redis://user:***@127.0.0.1:1/0" in caplog.text
+    assert "s3cret-pw" not in caplog.text
+    assert "s3cret-pw" not in metrics

@@ -140,6 +140,7 @@ async def test_failed_load_keeps_the_old_version_and_is_reported(registry: Regis
         index = (await client.post("/v2/repository/index", headers=_auth(ADMIN))).json()
         failed = next(row for row in index if row["state"] == "UNAVAILABLE")
         assert failed["version"] == "2"
+        assert failed["reason"].startswith("load_failed: IntegrityError:")
         assert "truncated" in failed["reason"]
         assert (await client.get("/v2/health/ready")).status_code == 200
         v2_ready = await client.get("/v2/models/iris/versions/2/ready", headers=_auth(ADMIN))
@@ -170,6 +171,7 @@ async def test_a_model_that_fails_at_start_is_reported_and_others_serve(registry
         ready = await client.get("/v2/health/ready")
         assert ready.status_code == 503
         assert "broken" in ready.json()["error"]
+        assert "resolve_failed: IntegrityError" in ready.json()["error"]
         assert "not valid" in ready.json()["error"]
         assert (await client.post("/v2/models/iris/infer", json=ONE)).status_code == 200
         assert (await client.get("/v2/health/live")).status_code == 200
@@ -195,3 +197,9 @@ async def test_repository_extension_needs_admin_and_loads_and_unloads(registry: 
         assert back.json()["model_version"] == "1"
         unknown = await client.post("/v2/repository/models/churn/load", headers=_auth(ADMIN))
         assert unknown.status_code == 404
+        for name in (".hidden", "UPPER", "a..b"):
+            bad = await client.post(f"/v2/repository/models/{name}/load", headers=_auth(ADMIN))
+            assert bad.status_code == 400, name
+            assert bad.json()["type"] == "InvalidName"
+        slashed = await client.post("/v2/repository/models/..%2F..%2Fetc/load", headers=_auth(ADMIN))
+        assert slashed.status_code == 404  # a decoded '/' never matches the {name} segment

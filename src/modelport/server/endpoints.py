@@ -168,11 +168,13 @@ class Endpoints:
     async def model_ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /v2/models/{name}[/versions/{version}]/ready``: 200, or 503 with the reason."""
         info = request_info(scope)
-        info.route, info.model = "health", _path(scope, "name")
-        ready, reason = self.state.manager.model_readiness(info.model, _version(scope))
+        info.route = "health"
+        name = _path(scope, "name")
+        ready, reason = self.state.manager.model_readiness(name, _version(scope))
+        info.model = name  # known to the server by now: metric labels never take unchecked names
         if not ready:
-            raise ServiceUnavailable(f"Model {info.model!r} is not ready: {reason}.", hint="See the server log.")
-        await send_json(send, {"name": info.model, "ready": True})
+            raise ServiceUnavailable(f"Model {name!r} is not ready: {reason}.", hint="See the server log.")
+        await send_json(send, {"name": name, "ready": True})
 
     async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /metrics``: Prometheus text exposition."""
@@ -307,15 +309,19 @@ class Endpoints:
     async def repository_load(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /v2/repository/models/{name}/load``: (re)load a model from the registry."""
         info = request_info(scope)
-        info.route, info.model = "repository", _path(scope, "name")
+        info.route = "repository"
+        name = _path(scope, "name")
         await self._optional_json(scope, receive)
-        rows = await self.state.manager.load_model(info.model)
-        await send_json(send, {"name": info.model, "loaded": True, "versions": rows})
+        rows = await self.state.manager.load_model(name)
+        info.model = name
+        await send_json(send, {"name": name, "loaded": True, "versions": rows})
 
     async def repository_unload(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /v2/repository/models/{name}/unload``: stop serving a model once in-flight requests finish."""
         info = request_info(scope)
-        info.route, info.model = "repository", _path(scope, "name")
+        info.route = "repository"
+        name = _path(scope, "name")
         await self._optional_json(scope, receive)
-        await self.state.manager.unload_model(info.model)
-        await send_json(send, {"name": info.model, "unloaded": True})
+        await self.state.manager.unload_model(name)
+        info.model = name
+        await send_json(send, {"name": name, "unloaded": True})

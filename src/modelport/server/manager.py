@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelport.core.errors import Conflict, NotFound, ServiceUnavailable
+from modelport.core.names import validate_name
 from modelport.core.refs import ModelRef
 from modelport.server.loading import Resolved, VersionLoader, describe
 from modelport.server.metrics import ServerMetrics
@@ -221,7 +222,7 @@ class ModelManager:
         try:
             resolved = await self.loader.resolve(target.ref)
         except Exception as exc:
-            self._fail(target, None, exc)
+            self._fail(target, None, exc, "resolve_failed")
             return
         target.name = resolved.name
         if target.bound is not None and target.bound.version == resolved.version:
@@ -233,7 +234,7 @@ class ModelManager:
         try:
             served = await self._load(resolved)
         except Exception as exc:
-            self._fail(target, resolved.version, exc)
+            self._fail(target, resolved.version, exc, "load_failed")
             return
         finally:
             target.loading = None
@@ -251,8 +252,8 @@ class ModelManager:
         recent = time.monotonic() - target.failed_at < RETRY_FAILED_AFTER_S
         return recent and target.failed_revision == self._revision
 
-    def _fail(self, target: Target, version: int | None, exc: BaseException) -> None:
-        target.error = describe(exc)
+    def _fail(self, target: Target, version: int | None, exc: BaseException, status: str) -> None:
+        target.error = f"{status}: {describe(exc)}"
         target.failed_version = version
         target.failed_at = time.monotonic()
         target.failed_revision = self._revision
@@ -347,15 +348,17 @@ class ModelManager:
         """(Re)load ``name``: re-resolve its targets, or add ``name`` (production/latest) as a target.
 
         Raises:
+            InvalidName: ``name`` is not a model name (a path is never accepted here).
             NotFound: The registry has no such model.
             ServiceUnavailable: Loading failed (the reason is in the message).
         """
         assert self._lock is not None
+        validate_name(name)
         async with self._lock:
             self._unloaded.discard(name)
             targets = [t for t in self._targets if t.name == name]
             if not targets:
-                ref = ModelRef.parse(name)
+                ref = ModelRef(name=name)
                 await self.loader.resolve(ref)
                 targets = [Target(ref, name)]
                 self._targets.extend(targets)
