@@ -6,6 +6,7 @@ Shared by every protocol module. JSON is written with orjson, numpy arrays seria
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,7 +80,7 @@ def dtype_of(datatype: Any, where: str) -> np.dtype[Any]:
 
 def shape_of(shape: Any, where: str) -> tuple[int, ...]:
     """Validate a V2 ``shape`` (a list of non-negative ints)."""
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+    if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):  # bools are not dims
         raise ValidationError(
             f"{where}: shape {shape!r} is not a list of non-negative integers.",
             hint="Give the tensor's shape, e.g. [rows, columns] or [rows].",
@@ -109,13 +110,13 @@ def array_from_json(data: Any, datatype: str, shape: tuple[int, ...], where: str
 
 
 def _reshape(arr: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
-    expected = int(np.prod(shape)) if shape else 1
+    expected = math.prod(shape)
     if arr.size != expected:
         raise ValidationError(
             f"{where}: shape {list(shape)} holds {expected} values but data has {arr.size}.",
             hint="Send exactly one value per element of 'shape' (row-major, flattened or nested).",
         )
-    return arr.reshape(shape)
+    return arr if arr.shape == shape else arr.reshape(shape)
 
 
 def array_from_binary(raw: memoryview, datatype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
