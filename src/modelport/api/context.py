@@ -6,6 +6,8 @@ layer reads ``os.environ``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from modelport.core.settings import Settings
@@ -23,3 +25,16 @@ def resolve_settings(settings: Settings | None = None, *, home: Path | str | Non
 def open_registry(settings: Settings | None = None) -> Registry:
     """A :class:`Registry` for ``settings`` (default: from the environment)."""
     return Registry(resolve_settings(settings))
+
+
+@contextmanager
+def registry_scope(settings: Settings | None, registry: Registry | None) -> Iterator[Registry]:
+    """``registry`` as given (left open), or one opened for ``settings`` and closed on exit."""
+    if registry is not None:
+        yield registry
+        return
+    opened = open_registry(settings)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -30,25 +30,16 @@ from modelport.registry.releases import ReleaseConfig, RollbackRule
 from modelport.registry.users import ApiKeyInfo, IssuedKey, Principal, User
 from modelport.registry.validations import ValidationReport
 
-from .context import open_registry, resolve_settings
+from .context import registry_scope, resolve_settings
 
 _VERSION_KEYS = ("version", "new_version", "primary_version", "canary_version", "shadow_version")
-
-
-@contextmanager
-def _opened(settings: Settings, registry: Registry | None) -> Iterator[Registry]:
-    if registry is not None:
-        yield registry
-        return
-    with open_registry(settings) as opened:
-        yield opened
 
 
 @contextmanager
 def _acting(settings: Settings | None, registry: Registry | None) -> Iterator[tuple[Registry, Principal]]:
     resolved = resolve_settings(settings)
     key = resolved.api_key.get_secret_value() if resolved.api_key is not None else None
-    with _opened(resolved, registry) as opened:
+    with registry_scope(resolved, registry) as opened:
         yield opened, governance.identify(opened, key)
 
 
@@ -179,7 +170,7 @@ def list_requests(
     registry: Registry | None = None,
 ) -> list[PromotionRequest]:
     """Promotion requests (of model ``name``), oldest first: pending ones, or all with ``include_closed``."""
-    with _opened(resolve_settings(settings), registry) as reg:
+    with registry_scope(resolve_settings(settings), registry) as reg:
         if include_closed:
             return reg.promotions.list(name)
         return governance.pending_requests(reg, name)
@@ -189,7 +180,7 @@ def show_request(
     request_id: int, *, settings: Settings | None = None, registry: Registry | None = None
 ) -> governance.PromotionResult:
     """Request ``request_id`` with what still blocks it."""
-    with _opened(resolve_settings(settings), registry) as reg:
+    with registry_scope(resolve_settings(settings), registry) as reg:
         request = reg.promotions.get(request_id)
         blockers = tuple(reg.promotions.blockers(request_id))
         return governance.PromotionResult(
@@ -261,7 +252,7 @@ def release_status(
     name: str, *, settings: Settings | None = None, registry: Registry | None = None
 ) -> governance.ReleaseStatus:
     """The active (else latest) release of ``name`` with the traffic servers reported, per version and route."""
-    with _opened(resolve_settings(settings), registry) as reg:
+    with registry_scope(resolve_settings(settings), registry) as reg:
         return governance.release_status(reg, name)
 
 
@@ -296,7 +287,7 @@ def bootstrap_admin(
     name: str, *, label: str | None = None, settings: Settings | None = None, registry: Registry | None = None
 ) -> IssuedKey:
     """Create the first admin and its key (only while the registry has no active admin); the token is shown once."""
-    with _opened(resolve_settings(settings), registry) as reg:
+    with registry_scope(resolve_settings(settings), registry) as reg:
         return reg.users.bootstrap_admin(name, actor=reg.actor, label=label)
 
 
@@ -336,7 +327,7 @@ def disable_user(
 
 def list_users(*, settings: Settings | None = None, registry: Registry | None = None) -> list[User]:
     """Every user, by name."""
-    with _opened(resolve_settings(settings), registry) as reg:
+    with registry_scope(resolve_settings(settings), registry) as reg:
         return reg.users.list_users()
 
 
@@ -360,7 +351,7 @@ def list_keys(
     user: str | None = None, *, settings: Settings | None = None, registry: Registry | None = None
 ) -> list[ApiKeyInfo]:
     """API keys (of ``user``), without secrets."""
-    with _opened(resolve_settings(settings), registry) as reg:
+    with registry_scope(resolve_settings(settings), registry) as reg:
         return reg.users.list_keys(user)
 
 
@@ -410,7 +401,7 @@ def show_policy(
     Returns:
         ``(scope, policy)``: scope is the model name, ``*`` (registry-wide) or ``default`` (nothing stored).
     """
-    with _opened(resolve_settings(settings), registry) as reg:
+    with registry_scope(resolve_settings(settings), registry) as reg:
         stored = reg.policies.list()
         for scope in (model, DEFAULT_SCOPE):
             if scope is not None and scope in stored:
@@ -432,7 +423,7 @@ def clear_policy(
 
 def list_policies(*, settings: Settings | None = None, registry: Registry | None = None) -> dict[str, Policy]:
     """Every stored policy by scope (``*``: registry-wide)."""
-    with _opened(resolve_settings(settings), registry) as reg:
+    with registry_scope(resolve_settings(settings), registry) as reg:
         return reg.policies.list()
 
 
@@ -490,7 +481,7 @@ def audit_trail(
             f"Invalid audit reference {ref!r}: a bundle path has no audit trail.",
             hint="Use name, name:3 or name@alias.",
         )
-    with _opened(resolve_settings(settings), registry) as reg:
+    with registry_scope(resolve_settings(settings), registry) as reg:
         records = reg.audit(parsed.name if parsed is not None else None, since=since)
         entries = []
         for record in records:

@@ -12,8 +12,7 @@ over these functions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +37,7 @@ from modelport.registry.runs import RunStore
 from modelport.server.config import is_loopback
 
 from .alerting import alert_state_path
-from .context import open_registry
+from .context import open_registry, registry_scope
 from .models import local_bundle
 from .serving import feedback_dir, log_dir, log_redactor
 from .tables import read_table
@@ -104,7 +103,7 @@ def resolve_monitored(
         return MonitoredModel(name=bundle.name, version=None, profile=bundle)
     name = str(parsed.name)
     pinned = parsed.version is not None or parsed.alias is not None
-    with _registry(settings, registry) as reg:
+    with registry_scope(settings, registry) as reg:
         try:
             mv = reg.resolve(parsed)
         except NotFound:
@@ -114,18 +113,6 @@ def resolve_monitored(
         profile = ModelProfile.from_bundle(reg.fetch(mv), version=mv.version) if with_profile else None
     version = None if every_version and not pinned else mv.version
     return MonitoredModel(name=mv.name, version=version, profile=profile)
-
-
-@contextmanager
-def _registry(settings: Settings, registry: Registry | None) -> Iterator[Registry]:
-    if registry is not None:
-        yield registry
-        return
-    opened = open_registry(settings)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def query(
@@ -333,7 +320,7 @@ def run_checks(
         ConfigError: The config file is missing or invalid.
     """
     rules = config if isinstance(config, AlertConfig) else _alert_config(settings, config)
-    with _registry(settings, registry) as reg:
+    with registry_scope(settings, registry) as reg:
         return check(
             rules, alert_sources(settings, reg), AlertState(alert_state_path(settings)), notifier=notifier, now=now
         )

@@ -32,7 +32,7 @@ from modelport.registry.runs import RunRecord, RunStore, ScheduleRecord
 from modelport.runtime.predictor import Predictor
 from modelport.runtime.predlog import PredictionLogWriter, PredictionRecord
 
-from .context import open_registry, resolve_settings
+from .context import registry_scope, resolve_settings
 from .models import load_model
 from .serving import log_dir, log_redactor
 
@@ -109,19 +109,6 @@ def batch_log(settings: Settings) -> Iterator[BatchLog]:
         writer.stop()
 
 
-@contextlib.contextmanager
-def _registry_for(settings: Settings, registry: Registry | None) -> Iterator[Registry]:
-    """``registry`` as given, or one opened for ``settings`` and closed on exit."""
-    if registry is not None:
-        yield registry
-        return
-    opened = open_registry(settings)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 def score(
     ref: str,
     input: str,
@@ -172,7 +159,7 @@ def score_job(
 ) -> JobResult:
     """Run a batch job described by ``spec`` (see :func:`score`, which builds one)."""
     settings = resolve_settings(settings)
-    with _registry_for(settings, registry) as reg, batch_log(settings) as log:
+    with registry_scope(settings, registry) as reg, batch_log(settings) as log:
         return run_spec(
             spec,
             load_model=log.loader(reg, settings),
@@ -192,14 +179,14 @@ def list_runs(
 ) -> list[RunRecord]:
     """Batch runs, newest first, optionally of one schedule or with one status."""
     settings = resolve_settings(settings)
-    with _registry_for(settings, registry) as reg:
+    with registry_scope(settings, registry) as reg:
         return run_store(reg, settings).list_runs(schedule=schedule, status=status, limit=limit)
 
 
 def get_run(run_id: str, *, settings: Settings | None = None, registry: Registry | None = None) -> RunRecord:
     """The batch run ``run_id`` (NotFound when there is none)."""
     settings = resolve_settings(settings)
-    with _registry_for(settings, registry) as reg:
+    with registry_scope(settings, registry) as reg:
         return run_store(reg, settings).get_run(run_id)
 
 
@@ -230,7 +217,7 @@ def open_scheduler(
         ...     scheduler.add("daily-leads", "0 6 * * *", spec, timezone="Europe/Paris", retries=3)
     """
     settings = resolve_settings(settings)
-    with _registry_for(settings, registry) as reg, batch_log(settings) as log:
+    with registry_scope(settings, registry) as reg, batch_log(settings) as log:
         store = run_store(reg, settings)
         runner = _runner(store, log, log.loader(reg, settings), progress)
         yield Scheduler(store, runner, clock=clock, poll_s=poll_s, actor=settings.actor)

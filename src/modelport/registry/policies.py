@@ -11,19 +11,19 @@ the registry revision, so running servers re-check what they may serve.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from modelport.core.errors import NotFound, ValidationError
 from modelport.core.names import validate_name
 from modelport.registry import audit as audit_sql
 from modelport.registry import users as user_sql
-from modelport.registry.db import run_transaction
+from modelport.registry.store import SqlStore
 from modelport.registry.tables import NAME_LENGTH, UTCDateTime, metadata
 
 T = TypeVar("T")
@@ -164,20 +164,13 @@ def protected_since(conn: Connection, model: str, alias: str) -> datetime | None
     return None
 
 
-class PolicyStore:
+class PolicyStore(SqlStore):
     """Policies in the registry database (``registry.policies``).
 
     Args:
         engine: Engine of the registry database (already at the newest schema).
         url: The database URL as configured (only for error messages).
     """
-
-    def __init__(self, engine: Engine, url: str | None = None) -> None:
-        self._engine = engine
-        self._url = url if url is not None else engine.url.render_as_string(hide_password=True)
-
-    def _tx(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        return run_transaction(self._engine, self._url, work, write=write)
 
     def get(self, model: str | None = None) -> Policy:
         """The effective policy of ``model`` (or the registry-wide one for ``None``)."""

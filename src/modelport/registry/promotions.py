@@ -14,13 +14,13 @@ version may be served under a protected alias.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast, get_args
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from modelport.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from modelport.core.names import validate_name
@@ -31,7 +31,7 @@ from modelport.registry import releases as release_sql
 from modelport.registry import users as user_sql
 from modelport.registry import validations as validation_sql
 from modelport.registry import versions as version_sql
-from modelport.registry.db import run_transaction
+from modelport.registry.store import SqlStore
 from modelport.registry.tables import NAME_LENGTH, UTCDateTime, aliases, metadata
 
 T = TypeVar("T")
@@ -345,20 +345,13 @@ def _check_reason(reason: str | None, *, needed: bool, doing: str) -> str | None
     return reason
 
 
-class PromotionStore:
+class PromotionStore(SqlStore):
     """Promotion requests in the registry database (``registry.promotions``).
 
     Args:
         engine: Engine of the registry database (already at the newest schema).
         url: The database URL as configured (only for error messages).
     """
-
-    def __init__(self, engine: Engine, url: str | None = None) -> None:
-        self._engine = engine
-        self._url = url if url is not None else engine.url.render_as_string(hide_password=True)
-
-    def _tx(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        return run_transaction(self._engine, self._url, work, write=write)
 
     def move(self, model: str, alias: str, version: int, *, by: user_sql.Principal, reason: str | None = None) -> None:
         """Point an *unprotected* alias at ``version`` directly (``data_scientist`` role), audited.

@@ -16,13 +16,13 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast, get_args
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from modelport.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from modelport.core.names import validate_name
@@ -32,7 +32,7 @@ from modelport.registry import policies as policy_sql
 from modelport.registry import users as user_sql
 from modelport.registry import validations as validation_sql
 from modelport.registry import versions as version_sql
-from modelport.registry.db import run_transaction
+from modelport.registry.store import SqlStore
 from modelport.registry.tables import NAME_LENGTH, UTCDateTime, metadata
 
 T = TypeVar("T")
@@ -408,20 +408,13 @@ def _check_candidate(conn: Connection, model: str, alias: str, version: int, rol
             )
 
 
-class ReleaseStore:
+class ReleaseStore(SqlStore):
     """Release configs and reported traffic in the registry database (``registry.releases``).
 
     Args:
         engine: Engine of the registry database (already at the newest schema).
         url: The database URL as configured (only for error messages).
     """
-
-    def __init__(self, engine: Engine, url: str | None = None) -> None:
-        self._engine = engine
-        self._url = url if url is not None else engine.url.render_as_string(hide_password=True)
-
-    def _tx(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        return run_transaction(self._engine, self._url, work, write=write)
 
     def start(self, config: ReleaseConfig, *, by: user_sql.Principal, reason: str | None = None) -> ReleaseConfig:
         """Store ``config`` as the model's active release (``data_scientist`` role), audited.

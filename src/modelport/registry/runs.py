@@ -13,7 +13,7 @@ registry's, so a chunk and its checkpoint can always be committed in one transac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from modelport.core.errors import Conflict, NotFound
 from modelport.core.redact import redact_url
-from modelport.registry.db import run_transaction
+from modelport.registry.store import SqlStore
 from modelport.registry.tables import NAME_LENGTH, UTCDateTime, metadata
 
 T = TypeVar("T")
@@ -250,7 +250,7 @@ def _schedule_not_found(name: str) -> NotFound:
     return NotFound(f"No schedule {name!r}.", hint="List schedules with: modelport schedule list")
 
 
-class RunStore:
+class RunStore(SqlStore):
     """Run records, checkpoints and schedules in the registry database.
 
     The database must already be at the registry's newest schema (the :class:`Registry` migrates
@@ -262,10 +262,6 @@ class RunStore:
         url: The database URL as configured (only for error messages; its password is hidden).
     """
 
-    def __init__(self, engine: Engine, url: str | None = None) -> None:
-        self._engine = engine
-        self._url = url if url is not None else engine.url.render_as_string(hide_password=True)
-
     @property
     def engine(self) -> Engine:
         """The registry database engine (a sink writing to this same database shares it)."""
@@ -275,9 +271,6 @@ class RunStore:
     def url(self) -> str:
         """The database URL as configured."""
         return self._url
-
-    def _tx(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        return run_transaction(self._engine, self._url, work, write=write)
 
     # --- runs ---------------------------------------------------------------------------------
 

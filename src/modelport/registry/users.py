@@ -15,18 +15,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast, get_args
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from modelport.core.errors import Conflict, NotFound, PermissionDenied, Unauthenticated, ValidationError
 from modelport.core.names import validate_name
 from modelport.registry import audit as audit_sql
-from modelport.registry.db import run_transaction
+from modelport.registry.store import SqlStore
 from modelport.registry.tables import NAME_LENGTH, UTCDateTime, metadata
 
 T = TypeVar("T")
@@ -276,7 +275,7 @@ def parse_token(token: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
-class UserStore:
+class UserStore(SqlStore):
     """Users and API keys in the registry database.
 
     The database must be at the registry's newest schema (the :class:`~modelport.registry.registry.Registry`
@@ -287,13 +286,6 @@ class UserStore:
         engine: Engine of the registry database.
         url: The database URL as configured (only for error messages; its password is hidden).
     """
-
-    def __init__(self, engine: Engine, url: str | None = None) -> None:
-        self._engine = engine
-        self._url = url if url is not None else engine.url.render_as_string(hide_password=True)
-
-    def _tx(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        return run_transaction(self._engine, self._url, work, write=write)
 
     # -- who acts -------------------------------------------------------------------------------
 

@@ -11,19 +11,19 @@ themselves run in :mod:`modelport.governance`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast, get_args
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from modelport.core.errors import NotFound, ValidationError
 from modelport.registry import aliases as alias_sql
 from modelport.registry import audit as audit_sql
 from modelport.registry import versions as version_sql
-from modelport.registry.db import run_transaction
+from modelport.registry.store import SqlStore
 from modelport.registry.tables import NAME_LENGTH, UTCDateTime, metadata
 
 T = TypeVar("T")
@@ -190,20 +190,13 @@ def latest(conn: Connection, model: str, version: int) -> ValidationReport | Non
     return _from_row(row) if row is not None else None
 
 
-class ValidationStore:
+class ValidationStore(SqlStore):
     """Validation reports in the registry database (``registry.validations``).
 
     Args:
         engine: Engine of the registry database (already at the newest schema).
         url: The database URL as configured (only for error messages).
     """
-
-    def __init__(self, engine: Engine, url: str | None = None) -> None:
-        self._engine = engine
-        self._url = url if url is not None else engine.url.render_as_string(hide_password=True)
-
-    def _tx(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        return run_transaction(self._engine, self._url, work, write=write)
 
     def save(self, report: ValidationReport, *, reason: str | None = None) -> ValidationReport:
         """Store ``report`` with its ``validate`` audit entry (actor: ``report.created_by``); return it with its id.
