@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 import typer
 
 from modelport.cli._context import settings_of
@@ -23,6 +27,8 @@ def quickstart(ctx: typer.Context) -> None:
     )
     csv = result.files["input_csv"]
     stdout.rule("What to try next")
+    if shutil.which("modelport") is None:
+        stdout.print(f"  (first: . {Path(sys.prefix) / 'bin' / 'activate'})", highlight=False)
     stdout.print(
         "\n".join(
             [
