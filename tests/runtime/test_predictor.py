@@ -236,3 +236,36 @@ def test_mixed_type_pipeline_through_a_bundle(tmp_path: Path) -> None:
     assert predictor.predict([row]).tolist() == ["young"]
     with pytest.raises(ValidationError, match=r"column 'age': expected int, got float \(30.5\) at row 0"):
         predictor.predict([{**row, "age": 30.5}])
+
+
+class _Float32Proba:
+    """A fast-path stand-in that answers probabilities in float32, as ONNX Runtime does."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.input_format = inner.input_format
+        self.classes = inner.classes
+        self.has_proba = True
+
+    def predict(self, data: Any) -> np.ndarray:
+        return np.asarray(self.inner.predict(data))
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        return np.asarray(self.inner.predict_proba(data), dtype=np.float32)
+
+
+def test_a_fast_path_answers_in_the_declared_output_dtype(tmp_path: Any) -> None:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    from modelport.bundle.io import load_bundle, save_bundle
+
+    frame, target = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=2000).fit(frame, target)
+    save_bundle(model, tmp_path / "b", name="bc", sample_input=frame.head(20))
+    bundle = load_bundle(tmp_path / "b")
+    declared = bundle.manifest.signature.output("predict_proba")
+    assert declared is not None
+    predictor = Predictor(bundle, adapter=_Float32Proba(bundle.adapter), accelerated="test")
+    proba = predictor.run(predictor.coerce(frame.head(3)), ("predict_proba",))["predict_proba"]
+    assert proba.dtype == np.dtype(declared.dtype) == np.float64

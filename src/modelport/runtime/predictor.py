@@ -49,6 +49,9 @@ class Predictor:
         self._coercer = Coercer(bundle.manifest.signature, self._adapter.input_format)
         names = (PREDICT, PREDICT_PROBA) if self._adapter.has_proba else (PREDICT,)
         self._output_names: tuple[str, ...] = names
+        self._float_dtypes: dict[str, np.dtype[Any]] = {
+            o.name: np.dtype(o.dtype) for o in bundle.manifest.signature.outputs if o.dtype.startswith("float")
+        }
 
     def __repr__(self) -> str:
         note = f", accelerated={self._accelerated!r}" if self._accelerated else ""
@@ -185,6 +188,9 @@ class Predictor:
                 f"for {rows} input row(s).",
                 hint="The model's predict must return one value per input row.",
             )
+        declared = self._float_dtypes.get(name)
+        if declared is not None and value.dtype.kind == "f" and value.dtype != declared:
+            value = value.astype(declared)  # a fast path (e.g. float32 ONNX) answers in the declared dtype
         return value
 
     def n_rows(self, model_input: ModelInput) -> int:
