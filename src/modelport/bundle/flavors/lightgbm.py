@@ -19,8 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelport.bundle.flavors._shared import (
+    estimator_name,
+    from_package,
+    import_framework,
+    jsonable,
+    pin,
+    recorded_input_format,
+    select_columns,
+)
 from modelport.bundle.flavors.base import InputFormat, ModelInput, SavedArtifacts
-from modelport.core.errors import IntegrityError, MissingDependency, Unsupported, ValidationError
+from modelport.core.errors import IntegrityError, Unsupported, ValidationError
 
 MODEL_FILE = "model.txt"
 _WRAPPERS = ("LGBMClassifier", "LGBMRegressor", "LGBMRanker")
@@ -28,29 +37,11 @@ _BOOSTER = "Booster"
 
 
 def _import_lightgbm() -> ModuleType:
-    try:
-        import lightgbm
-    except ImportError as exc:
-        raise MissingDependency.for_extra("lightgbm", "lightgbm") from exc
-    return lightgbm
+    return import_framework("lightgbm", "lightgbm")
 
 
 def _estimator_name(model: object) -> str:
-    for cls in type(model).__mro__:
-        if cls.__module__.split(".")[0] == "lightgbm" and cls.__name__ in (*_WRAPPERS, _BOOSTER):
-            return cls.__name__
-    raise Unsupported(
-        f"LightGBM model of type {type(model).__qualname__!r} is not supported.",
-        hint=f"Save one of {', '.join((*_WRAPPERS, _BOOSTER))}.",
-    )
-
-
-def _pin(package: str, version: str) -> str:
-    return f"{package}=={version.split('+')[0]}"
-
-
-def _jsonable(values: Any) -> list[Any]:
-    return [v.item() if isinstance(v, np.generic) else v for v in np.asarray(values).tolist()]
+    return estimator_name(model, "lightgbm", (*_WRAPPERS, _BOOSTER), "LightGBM")
 
 
 def _restore_classes(classes: list[Any], dtype: str | None) -> np.ndarray:
@@ -91,7 +82,7 @@ class LightGBMAdapter:
             classes = np.asarray(model.classes_)
         self._classes = classes
         self.input_format: InputFormat = input_format
-        self.classes: tuple[Any, ...] | None = None if classes is None else tuple(_jsonable(classes))
+        self.classes: tuple[Any, ...] | None = None if classes is None else tuple(jsonable(classes))
         self.has_proba = classes is not None
         self._feature_names = feature_names
         self._categorical = categorical
@@ -102,13 +93,7 @@ class LightGBMAdapter:
         if not isinstance(data, pd.DataFrame):
             return data
         if self._feature_names:
-            missing = [c for c in self._feature_names if c not in data.columns]
-            if missing:
-                raise ValidationError(
-                    f"Missing input column(s) {missing} for this LightGBM model.",
-                    hint=f"Provide the columns the model was trained on: {list(self._feature_names)}.",
-                )
-            data = data[list(self._feature_names)]
+            data = select_columns(data, self._feature_names, "LightGBM")
         if not self._categorical:
             return data
         categories = (self._model if self._is_booster else self._model.booster_).pandas_categorical or []
@@ -153,7 +138,7 @@ class LightGBMFlavor:
 
     def detect(self, model: object) -> bool:
         """Whether ``model`` is a LightGBM wrapper or Booster (never imports lightgbm)."""
-        return any(cls.__module__.split(".")[0] == "lightgbm" for cls in type(model).__mro__)
+        return from_package(model, "lightgbm")
 
     def adapter(self, model: Any) -> LightGBMAdapter:
         """Wrap a fitted in-memory LightGBM model."""
@@ -194,13 +179,13 @@ class LightGBMFlavor:
         }
         if estimator == "LGBMClassifier":
             classes = np.asarray(model.classes_)
-            options["classes"] = _jsonable(classes)
+            options["classes"] = jsonable(classes)
             options["classes_dtype"] = str(classes.dtype)
         return SavedArtifacts(
             files=(MODEL_FILE,),
             options=options,
             framework={"lightgbm": lightgbm.__version__},
-            requirements=(_pin("lightgbm", lightgbm.__version__),),
+            requirements=(pin("lightgbm", lightgbm.__version__),),
         )
 
     def load(self, artifacts_dir: Path, options: dict[str, Any], *, trusted_pickle: bool = False) -> LightGBMAdapter:
@@ -214,16 +199,10 @@ class LightGBMFlavor:
                 f"LightGBM could not read {path}: {str(exc).splitlines()[0]}",
                 hint="The artifact is corrupted or was written by an incompatible LightGBM; re-save the model.",
             ) from exc
-        input_format = options.get("input_format", "array")
-        if input_format not in ("frame", "array"):
-            raise IntegrityError(
-                f"The bundle records an invalid LightGBM input format {input_format!r}.",
-                hint="Expected 'frame' or 'array'; re-save the model.",
-            )
         classes = options.get("classes")
         return LightGBMAdapter(
             booster,
-            input_format=input_format,
+            input_format=recorded_input_format(options, "LightGBM"),
             classes=None if classes is None else _restore_classes(classes, options.get("classes_dtype")),
             feature_names=tuple(str(n) for n in options.get("feature_names", ())),
             categorical=tuple(str(n) for n in options.get("categorical_features", ())),

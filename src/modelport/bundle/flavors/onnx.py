@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelport.bundle.flavors._shared import import_framework, pin
 from modelport.bundle.flavors.base import InputFormat, ModelInput, SavedArtifacts
-from modelport.core.errors import IntegrityError, MissingDependency, Unsupported, ValidationError
+from modelport.core.errors import IntegrityError, Unsupported, ValidationError
 
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
@@ -55,24 +56,11 @@ _ORT_DTYPES: dict[str, Any] = {
 
 
 def _import_onnx() -> ModuleType:
-    try:
-        import onnx
-    except ImportError as exc:
-        raise MissingDependency.for_extra("onnx", "onnx") from exc
-    return onnx
+    return import_framework("onnx", "onnx")
 
 
 def _import_onnxruntime() -> ModuleType:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise MissingDependency.for_extra("onnxruntime", "onnx") from exc
-    module: ModuleType = onnxruntime
-    return module
-
-
-def _pin(package: str, version: str) -> str:
-    return f"{package}=={version.split('+')[0]}"
+    return import_framework("onnxruntime", "onnx")
 
 
 # --- external data -------------------------------------------------------------------------------
@@ -496,7 +484,7 @@ class OnnxFlavor:
             files=tuple(files),
             options=options,
             framework={"onnx": onnx.__version__, "onnxruntime": ort.__version__},
-            requirements=(_pin("onnx", onnx.__version__), _pin("onnxruntime", ort.__version__)),
+            requirements=(pin("onnx", onnx.__version__), pin("onnxruntime", ort.__version__)),
         )
 
     def load(self, artifacts_dir: Path, options: dict[str, Any], *, trusted_pickle: bool = False) -> OnnxAdapter:

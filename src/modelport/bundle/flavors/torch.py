@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelport.bundle.flavors._shared import import_framework, pin
 from modelport.bundle.flavors.base import InputFormat, ModelInput, SavedArtifacts
-from modelport.core.errors import IntegrityError, MissingDependency, Unsupported, UntrustedArtifact, ValidationError
+from modelport.core.errors import IntegrityError, Unsupported, UntrustedArtifact, ValidationError
 
 EXPORT_FILE = "model.pt2"
 SCRIPT_FILE = "model.pt"
@@ -40,15 +41,7 @@ _PARITY_RTOL, _PARITY_ATOL = 1e-5, 1e-6
 
 
 def _import_torch() -> ModuleType:
-    try:
-        import torch
-    except ImportError as exc:
-        raise MissingDependency.for_extra("torch", "torch") from exc
-    return torch
-
-
-def _pin(package: str, version: str) -> str:
-    return f"{package}=={version.split('+')[0]}"
+    return import_framework("torch", "torch")
 
 
 def _kind(model: object) -> str:
@@ -215,7 +208,7 @@ class TorchFlavor:
             files=(path.name,),
             options=options,
             framework={"torch": torch.__version__},
-            requirements=(_pin("torch", torch.__version__),),
+            requirements=(pin("torch", torch.__version__),),
         )
 
     def load(self, artifacts_dir: Path, options: dict[str, Any], *, trusted_pickle: bool = False) -> TorchAdapter:

@@ -19,8 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelport.bundle.flavors._shared import (
+    estimator_name,
+    from_package,
+    import_framework,
+    jsonable,
+    pin,
+    recorded_input_format,
+    select_columns,
+)
 from modelport.bundle.flavors.base import InputFormat, ModelInput, SavedArtifacts
-from modelport.core.errors import IntegrityError, MissingDependency, Unsupported, ValidationError
+from modelport.core.errors import IntegrityError, Unsupported, ValidationError
 
 MODEL_FILE = "model.json"
 _WRAPPERS = ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier", "XGBRFRegressor")
@@ -29,34 +38,12 @@ _BOOSTER = "Booster"
 
 
 def _import_xgboost() -> ModuleType:
-    try:
-        import xgboost
-    except ImportError as exc:
-        raise MissingDependency.for_extra("xgboost", "xgboost") from exc
-    return xgboost
-
-
-def _is_xgboost_type(model: object) -> bool:
-    return any(cls.__module__.split(".")[0] == "xgboost" for cls in type(model).__mro__)
+    return import_framework("xgboost", "xgboost")
 
 
 def _estimator_name(model: object) -> str:
     """The allow-listed xgboost class ``model`` is (or derives from)."""
-    for cls in type(model).__mro__:
-        if cls.__module__.split(".")[0] == "xgboost" and cls.__name__ in (*_WRAPPERS, _BOOSTER):
-            return cls.__name__
-    raise Unsupported(
-        f"XGBoost model of type {type(model).__qualname__!r} is not supported.",
-        hint=f"Save one of {', '.join((*_WRAPPERS, _BOOSTER))}.",
-    )
-
-
-def _pin(package: str, version: str) -> str:
-    return f"{package}=={version.split('+')[0]}"
-
-
-def _jsonable(values: Any) -> list[Any]:
-    return [v.item() if isinstance(v, np.generic) else v for v in np.asarray(values).tolist()]
+    return estimator_name(model, "xgboost", (*_WRAPPERS, _BOOSTER), "XGBoost")
 
 
 class XGBoostAdapter:
@@ -85,20 +72,14 @@ class XGBoostAdapter:
         self.input_format: InputFormat = input_format
         self._categorical = categorical
         classes = None if self._is_booster else getattr(model, "classes_", None)
-        self.classes: tuple[Any, ...] | None = None if classes is None else tuple(_jsonable(classes))
+        self.classes: tuple[Any, ...] | None = None if classes is None else tuple(jsonable(classes))
         self.has_proba = self.classes is not None and hasattr(model, "predict_proba")
 
     def _prepare(self, data: ModelInput) -> Any:
         if isinstance(data, dict):
             data = pd.DataFrame(data)
         if isinstance(data, pd.DataFrame) and self._feature_names:
-            missing = [c for c in self._feature_names if c not in data.columns]
-            if missing:
-                raise ValidationError(
-                    f"Missing input column(s) {missing} for this XGBoost model.",
-                    hint=f"Provide the columns the model was trained on: {list(self._feature_names)}.",
-                )
-            data = data[list(self._feature_names)]
+            data = select_columns(data, self._feature_names, "XGBoost")
         if isinstance(data, pd.DataFrame) and self._categorical:
             to_convert = [c for c in self._categorical if c in data.columns and data[c].dtype != "category"]
             if to_convert:
@@ -138,7 +119,7 @@ class XGBoostFlavor:
 
     def detect(self, model: object) -> bool:
         """Whether ``model`` is an XGBoost wrapper or Booster (never imports xgboost)."""
-        return _is_xgboost_type(model)
+        return from_package(model, "xgboost")
 
     def adapter(self, model: Any) -> XGBoostAdapter:
         """Wrap a fitted in-memory XGBoost model."""
@@ -170,12 +151,12 @@ class XGBoostFlavor:
             "categorical_features": list(_categorical(booster)),
         }
         if estimator in _CLASSIFIERS:
-            options["classes"] = _jsonable(model.classes_)
+            options["classes"] = jsonable(model.classes_)
         return SavedArtifacts(
             files=(MODEL_FILE,),
             options=options,
             framework={"xgboost": xgboost.__version__},
-            requirements=(_pin("xgboost", xgboost.__version__),),
+            requirements=(pin("xgboost", xgboost.__version__),),
         )
 
     def load(self, artifacts_dir: Path, options: dict[str, Any], *, trusted_pickle: bool = False) -> XGBoostAdapter:
@@ -196,15 +177,9 @@ class XGBoostFlavor:
                 f"XGBoost could not read {path}: {str(exc).splitlines()[0]}",
                 hint="The artifact is corrupted or was written by an incompatible XGBoost; re-save the model.",
             ) from exc
-        input_format = options.get("input_format", "array")
-        if input_format not in ("frame", "array"):
-            raise IntegrityError(
-                f"The bundle records an invalid XGBoost input format {input_format!r}.",
-                hint="Expected 'frame' or 'array'; re-save the model.",
-            )
         return XGBoostAdapter(
             model,
-            input_format=input_format,
+            input_format=recorded_input_format(options, "XGBoost"),
             feature_names=tuple(str(n) for n in options.get("feature_names") or ()),
             categorical=tuple(str(c) for c in options.get("categorical_features", ())),
         )
