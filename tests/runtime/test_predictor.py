@@ -257,11 +257,13 @@ class _Float32Proba:
 def test_a_fast_path_answers_in_the_declared_output_dtype(tmp_path: Any) -> None:
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from modelport.bundle.io import load_bundle, save_bundle
 
     frame, target = load_breast_cancer(return_X_y=True, as_frame=True)
-    model = LogisticRegression(max_iter=2000).fit(frame, target)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(frame, target)
     save_bundle(model, tmp_path / "b", name="bc", sample_input=frame.head(20))
     bundle = load_bundle(tmp_path / "b")
     declared = bundle.manifest.signature.output("predict_proba")
