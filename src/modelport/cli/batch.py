@@ -24,52 +24,15 @@ if TYPE_CHECKING:
     from modelport.batch.spec import JobSpec
 
 
-def build_spec(
-    ref: str,
-    input_src: str,
-    output: str,
-    *,
-    input_table: str | None = None,
-    query: str | None = None,
-    input_format: str | None = None,
-    table: str | None = None,
-    output_format: str | None = None,
-    rejects: str | None = None,
-    key: str | None = None,
-    include: str | None = None,
-    mode: str | None = None,
-    chunk_size: int | None = None,
-    proba: bool = False,
-    max_errors: int | None = None,
-    resume: str | None = None,
-    workers: int | None = None,
-) -> JobSpec:
-    """The job the batch options describe (unset options keep the defaults of ``JobOptions``)."""
+def build_spec(ref: str, input_src: str, output: str, **flags: Any) -> JobSpec:
+    """The job the batch options describe: ``flags`` are the ``modelport batch`` options by parameter name.
+
+    Unset options (``None``, or ``False`` for ``proba``) keep the defaults of ``JobSpec.build`` and ``JobOptions``.
+    """
     from modelport.batch.spec import JobSpec
 
-    given = {
-        "key": key,
-        "include": include,
-        "mode": mode,
-        "chunk_size": chunk_size,
-        "proba": proba or None,
-        "max_errors": max_errors,
-        "resume": resume,
-        "workers": workers,
-    }
-    options = {name: value for name, value in given.items() if value is not None}
-    return JobSpec.build(
-        ref,
-        input_src,
-        output,
-        input_table=input_table,
-        query=query,
-        input_format=input_format,
-        table=table,
-        output_format=output_format,
-        rejects=rejects,
-        **options,
-    )
+    given = {name: value for name, value in flags.items() if value is not None and value is not False}
+    return JobSpec.build(ref, input_src, output, **given)
 
 
 def batch(
@@ -123,25 +86,8 @@ def batch(
     """Batch-score a file, folder, table or query into files or a database table."""
     from modelport.api.scoring import score_job
 
-    spec = build_spec(
-        ref,
-        input_src,
-        output,
-        input_table=input_table,
-        query=query,
-        input_format=input_format,
-        table=table,
-        output_format=output_format,
-        rejects=rejects,
-        key=key,
-        include=include,
-        mode=mode,
-        chunk_size=chunk_size,
-        proba=proba,
-        max_errors=max_errors,
-        resume=resume,
-        workers=workers,
-    )
+    # The options above reach build_spec through ctx.params (by parameter name), as in parse_batch_args.
+    spec = build_spec(**{name: value for name, value in ctx.params.items() if name != "as_json"})
     settings = settings_of(ctx)
     if as_json:
         print_json(score_job(spec, settings=settings).to_dict())
