@@ -27,21 +27,16 @@ def build_settings(
     api_key: str | None = None,
 ) -> Settings:
     """Settings from the environment, with each given flag taking precedence."""
-    overrides: dict[str, object] = {}
-    if home is not None:
-        overrides["home"] = home
-    if db_url is not None:
-        overrides["db_url"] = db_url
-    if artifacts_url is not None:
-        overrides["artifacts_url"] = artifacts_url
-    if user is not None:
-        overrides["user"] = user
-    if api_key is not None:
-        overrides["api_key"] = api_key
-    if log_key is not None:
-        overrides["log_key"] = log_key
-    if trusted_pickle is not None:
-        overrides["trusted_pickle"] = trusted_pickle
+    given = {
+        "home": home,
+        "db_url": db_url,
+        "artifacts_url": artifacts_url,
+        "user": user,
+        "api_key": api_key,
+        "log_key": log_key,
+        "trusted_pickle": trusted_pickle,
+    }
+    overrides = {name: value for name, value in given.items() if value is not None}
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
