@@ -17,13 +17,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from modelport.core.errors import ConfigError, Conflict, ModelportError, ServiceUnavailable, ValidationError
-from modelport.registry.db import normalize_url, scrub
+from modelport.registry.db import SQLITE_BUSY_TIMEOUT_MS, engine_options, normalize_url, parse_url, scrub
 
 SQL_SCHEMES = frozenset({"sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle", "duckdb"})
 """URL schemes (before any ``+driver``) that name a database rather than a file."""
-
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-POSTGRES_CONNECT_TIMEOUT_S = 10
 
 _STATEMENT_ERRORS = ("no such table", "no such column", "syntax error", "has no column", "no column named")
 
@@ -52,18 +49,12 @@ def open_engine(url: str, *, what: str) -> Engine:
         ConfigError: The URL is malformed or its driver is not installed.
     """
     url = normalize_url(url)
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigError(
-            f"Invalid {what} URL {redacted(url)!r}.",
-            hint="Use e.g. 'sqlite:////path/file.db' or 'postgresql://user:password@host:5432/db'.",
-        ) from exc
-    kwargs: dict[str, Any] = {}
+    parsed = parse_url(
+        url, what=what, examples="'sqlite:////path/file.db' or 'postgresql://user:password@host:5432/db'"
+    )
+    kwargs = engine_options(parsed)
     backend = parsed.get_backend_name()
-    if backend == "postgresql":
-        kwargs = {"connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
-    elif backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
     try:
         engine = sa.create_engine(parsed, **kwargs)

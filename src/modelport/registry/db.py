@@ -61,6 +61,30 @@ def scrub(text: str, url: str) -> str:
     return cleaned
 
 
+def parse_url(url: str, *, what: str, examples: str) -> sa.URL:
+    """``url`` parsed by SQLAlchemy (normalize it first with :func:`normalize_url`).
+
+    Args:
+        url: The database URL.
+        what: What the database is for, in the error message (``"registry database"``).
+        examples: Example URLs for the hint.
+
+    Raises:
+        ConfigError: The URL is malformed (the message shows it without its password).
+    """
+    try:
+        return sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"Invalid {what} URL {redact_url(url)!r}.", hint=f"Use e.g. {examples}.") from exc
+
+
+def engine_options(parsed: sa.URL) -> dict[str, Any]:
+    """Keyword arguments of ``sa.create_engine`` for ``parsed``: a connect timeout and pre-ping for PostgreSQL."""
+    if parsed.get_backend_name() == "postgresql":
+        return {"connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
+    return {}
+
+
 def create_engine(url: str) -> Engine:
     """Create the engine for ``url`` (no connection is opened yet).
 
@@ -68,17 +92,13 @@ def create_engine(url: str) -> Engine:
         ConfigError: The URL is malformed or names a database driver that is not installed.
     """
     url = normalize_url(url)
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigError(
-            f"Invalid registry database URL {redact_url(url)!r}.",
-            hint="Use e.g. 'sqlite:////path/registry.db' or 'postgresql+psycopg://user:pass@host/db'.",
-        ) from exc
-    kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "postgresql":
-        kwargs = {"connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
-    elif parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    parsed = parse_url(
+        url,
+        what="registry database",
+        examples="'sqlite:////path/registry.db' or 'postgresql+psycopg://user:pass@host/db'",
+    )
+    kwargs = engine_options(parsed)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(str(parsed.database)).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
