@@ -140,7 +140,12 @@ def test_unopenable_sqlite_file_is_service_unavailable(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["not a url", "nosuchdb://user:pw@host/db", "postgresql+nosuchdriver://user:pw@host/db"],
+    [
+        "not a url",
+        "nosuchdb://user:pw@host/db",
+        "postgresql+nosuchdriver://user:pw@host/db",
+        "postgresql://user:pw@host:notaport/db",
+    ],
 )
 def test_bad_urls_are_config_errors_with_hints(url: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -74,7 +74,7 @@ def parse_url(url: str, *, what: str, examples: str) -> sa.URL:
     """
     try:
         return sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
+    except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: e.g. a non-numeric port
         raise ConfigError(f"Invalid {what} URL {redact_url(url)!r}.", hint=f"Use e.g. {examples}.") from exc
 
 
