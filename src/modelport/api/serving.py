@@ -32,6 +32,7 @@ from modelport.runtime.redaction import Redactor
 from modelport.server.app import create_app
 from modelport.server.auth import Policy
 from modelport.server.config import ServerConfig
+from modelport.server.registry_auth import RegistryKeys
 from modelport.server.run import RegistryLocation, run, worker_spec_from_environment
 
 from .alerting import DEFAULT_INTERVAL_S, alert_state_path, with_periodic_alerts
@@ -111,12 +112,16 @@ def build_app(
     """The server app with the fast path, the feedback route and the dashboard mounted.
 
     With ``alerts_config`` (a file of :mod:`modelport.monitoring.alerts`), the app also evaluates
-    those alert rules every ``alerts_interval_s`` seconds while it runs.
+    those alert rules every ``alerts_interval_s`` seconds while it runs. API keys stored in the
+    registry are accepted beside ``config.api_keys`` (admin role: admin and predict scopes; any
+    other role: predict); once the registry has users, every route but health needs a key.
 
     Example:
         >>> app = build_app(ServerConfig(models=("churn@production",)), settings=Settings())  # doctest: +SKIP
     """
     registry = registry if registry is not None else open_registry(settings)
+    keys = RegistryKeys(registry)
+    keys.refresh()
     redactor = log_redactor(settings)
     feedback = FeedbackStore(feedback_dir(settings), redactor=redactor)
     extra: list[tuple[BaseRoute, Policy]] = [
@@ -135,6 +140,7 @@ def build_app(
         accelerate=onnx_fast_path if accelerate else None,
         extra_routes=extra,
         redactor=redactor,
+        authenticators=(keys,),
     )
     if alerts_config is None:
         return app

@@ -37,6 +37,7 @@ from modelport.server.metrics import ServerMetrics
 from modelport.server.middleware import RequestEnvelope, request_info
 from modelport.server.observer import MetricsObserver
 from modelport.server.openapi import ApiDocs
+from modelport.server.release_routing import ReleaseRouting, ReleaseSettings, clearance_check
 from modelport.server.routes import ROUTES, build_routes, guard_route
 from modelport.server.served import BatchSettings
 from modelport.server.state import ServerState
@@ -77,6 +78,7 @@ def create_app(
     loader: BundleLoader | None = None,
     extra_routes: Sequence[tuple[BaseRoute, Policy]] = (),
     redactor: Redactor | None = None,
+    release_settings: ReleaseSettings | None = None,
 ) -> Starlette:
     """Build the server app (nothing is loaded until its lifespan starts).
 
@@ -91,6 +93,7 @@ def create_app(
         loader: Loads a bundle folder (default :func:`modelport.bundle.io.load_bundle`).
         redactor: Applies the models' redaction rules (keyed HMAC for ``hash``) to the prediction
             log the app builds from ``config.prediction_log_dir``.
+        release_settings: Knobs of release routing (canary, shadow, rollback), active with a registry.
         extra_routes: Routes or mounts from other layers (feedback, dashboard), each with the auth
             policy it is guarded by; they are listed in the OpenAPI document too.
 
@@ -124,14 +127,23 @@ def create_app(
         prediction_log = PredictionLogWriter(
             config.prediction_log_dir, redactor=redactor, observer=MetricsObserver(metrics, "")
         )
+    releases: ReleaseRouting | None = None
+    if registry is not None:
+        releases = ReleaseRouting(registry, metrics=metrics, settings=release_settings)
+        manager.on_revision.append(releases.refresh)
+        manager.extra_versions = releases.extra_versions
+        manager.clearance = clearance_check(registry)
     state = ServerState(
         config,
         manager=manager,
         gate=gate,
         metrics=metrics,
         prediction_log=prediction_log,
+        releases=releases,
     )
     endpoints = Endpoints(state)
+    if releases is not None:
+        releases.run_shadow = endpoints.run_shadow
     docs = ApiDocs(state.version, extra=[(route, policy) for route, policy in extra_routes])
     handlers = {spec.handler: getattr(endpoints, spec.handler, None) or getattr(docs, spec.handler) for spec in ROUTES}
 

@@ -4,7 +4,9 @@ Prediction routes share one path: look the model up (acquiring the version so a 
 unload it mid-request), read the body within its limits, parse it per protocol, answer from the
 cache or coerce and score through the model's micro-batcher, encode with orjson, hand the record
 to the prediction log, release the version. The per-request deadline covers reading, waiting and
-scoring; 503 (full queue) carries ``Retry-After``.
+scoring; 503 (full queue) carries ``Retry-After``. A version-less request for a model with an
+active release is routed by the release's router (primary or canary, sticky by header); once the
+primary answered, a copy goes to the release's shadow queue (never waited for).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from starlette.types import Receive, Scope, Send
 
 from modelport.bundle.flavors.base import ModelInput
-from modelport.core.errors import BadRequest, Overloaded, ServiceUnavailable
+from modelport.core.errors import BadRequest, NotFound, Overloaded, ServiceUnavailable
 from modelport.server.cache import CacheUnavailableError, Results, cache_key
 from modelport.server.errors import JSON_TYPE, RetryLater
 from modelport.server.limits import Body, parse_json, read_body
@@ -26,6 +29,8 @@ from modelport.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from modelport.server.middleware import RequestInfo, request_info
 from modelport.server.protocols import mlflow, v1, v2
 from modelport.server.protocols.tensors import InferenceRequest, dumps
+from modelport.server.release_routing import ActiveRelease, ShadowCopy, is_failure
+from modelport.server.releases import Answer
 from modelport.server.served import ServedVersion
 from modelport.server.state import ServerState
 
@@ -57,6 +62,24 @@ async def send_body(
 async def send_json(send: Send, doc: Any, status: int = 200) -> None:
     """Send ``doc`` as JSON."""
     await send_body(send, status, dumps(doc))
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1e3
+
+
+def _agreement(primary: Results, shadow: Results) -> list[bool]:
+    """Per row, whether the shadow's first shared output (``predict`` first) equals the primary's."""
+    shared = [name for name in ("predict", *primary) if name in primary and name in shadow]
+    if not shared:
+        return []
+    a, b = np.asarray(primary[shared[0]]), np.asarray(shadow[shared[0]])
+    if a.shape != b.shape or a.ndim == 0:
+        return [False] * (len(a) if a.ndim else 1)
+    numeric = a.dtype.kind in "fc" and b.dtype.kind in "fc"
+    same = np.isclose(a, b, rtol=1e-6, atol=1e-9) if numeric else a == b
+    rows = same.reshape(len(same), -1).all(axis=1) if same.ndim else np.asarray([same])
+    return [bool(x) for x in rows]
 
 
 def _path(scope: Scope, name: str) -> str:
@@ -209,7 +232,14 @@ class Endpoints:
         info = request_info(scope)
         info.route = route
         started = time.perf_counter()
-        served = self.state.manager.lookup(name, _version(scope))
+        version = _version(scope)
+        routing = self.state.releases
+        release = routing.lookup(name) if routing is not None and version is None else None
+        answer: Answer = "primary"
+        if release is None:
+            served = self.state.manager.lookup(name, version)
+        else:
+            served, answer = self._route(release, name, scope)
         info.model, info.version = served.name, served.version
         request: InferenceRequest | None = None
         try:
@@ -221,7 +251,9 @@ class Endpoints:
             encoded = encode(request, results, served)
         except Exception as exc:
             self._count_refusal(served, exc)
-            self._log(info, served, request, None, started, exc)
+            self._log(info, served, request, None, started, exc, answer)
+            if release is not None and routing is not None:
+                routing.observe(release, served.version, answer, _ms(started), not is_failure(exc))
             if isinstance(exc, Overloaded) and not isinstance(exc, RetryLater):
                 raise RetryLater(exc.message, hint=exc.hint, retry_after_s=self.config.retry_after_s) from exc
             raise
@@ -229,7 +261,55 @@ class Endpoints:
             served.release()
         headers = [(b"x-model-name", served.name.encode()), (b"x-model-version", str(served.version).encode())]
         await send_body(send, 200, encoded.body, content_type=encoded.content_type, headers=headers + encoded.headers)
-        self._log(info, served, request, results, started, None)
+        self._log(info, served, request, results, started, None, answer)
+        if release is not None and routing is not None:
+            routing.observe(release, served.version, answer, _ms(started), True)
+            if release.shadow is not None:
+                release.shadow.offer(ShadowCopy(info.request_id, request.data, outputs, results, len(body.data)))
+
+    def _route(self, release: ActiveRelease, name: str, scope: Scope) -> tuple[ServedVersion, Answer]:
+        """The version the release's router picks (the primary while the canary is not loaded yet)."""
+        version, answer = release.router.choose(scope["headers"])
+        if answer == "canary":
+            try:
+                return self.state.manager.lookup(name, str(version)), answer
+            except (NotFound, ServiceUnavailable):
+                pass
+        return self.state.manager.lookup(name, None), "primary"
+
+    async def run_shadow(self, release: ActiveRelease, copy: ShadowCopy) -> None:
+        """Score ``copy`` on the release's shadow version, log it (route ``shadow``) and compare it."""
+        shadow_version = release.router.shadow_version
+        routing = self.state.releases
+        if shadow_version is None or routing is None:
+            return
+        served = self.state.manager.lookup(release.model, str(shadow_version))
+        started = time.perf_counter()
+        results: Results | None = None
+        error: BaseException | None = None
+        try:
+            model_input = await self._coerce(served, copy.data, copy.size)
+            results = await served.submit(model_input, copy.outputs)
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            served.release()
+            routing.observe(release, served.version, "shadow", _ms(started), error is None)
+            predlog = self.state.predlog
+            if predlog is not None:
+                predlog.log(
+                    request_id=copy.request_id,
+                    served=served,
+                    inputs=copy.data,
+                    outputs=results,
+                    latency_ms=_ms(started),
+                    error=error,
+                    route="shadow",
+                )
+        assert results is not None
+        for agreed in _agreement(copy.primary, results):
+            release.stats.record_comparison(served.version, "shadow", agreed)
 
     async def _score(
         self, served: ServedVersion, request: InferenceRequest, outputs: tuple[str, ...], size: int
@@ -274,6 +354,7 @@ class Endpoints:
         results: Results | None,
         started: float,
         error: BaseException | None,
+        answer: Answer = "primary",
     ) -> None:
         predlog = self.state.predlog
         if predlog is not None:
@@ -284,6 +365,7 @@ class Endpoints:
                 outputs=results,
                 latency_ms=(time.perf_counter() - started) * 1e3,
                 error=error,
+                route=answer,
             )
 
     # --- the repository extension --------------------------------------------------------------

@@ -9,6 +9,12 @@ it unloads when its last in-flight request finishes. A version that fails to loa
 binding in place and is reported (readiness, the repository index, the log); other models are not
 affected. The version-less route of a model goes to its ``production`` target, else its bare-name
 target, else the only (or newest) version served.
+
+Hooks for releases and governance: ``on_revision`` callbacks run whenever the registry revision
+moves (before the targets are refreshed); ``extra_versions`` names versions to load beside the
+targets (a release's canary and shadow: never defaults, never counted in readiness); ``clearance``
+is asked before a version is served under an alias, and a refusal keeps the previous version
+serving (or the model not ready, with the reason).
 """
 
 from __future__ import annotations
@@ -16,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelport.core.errors import Conflict, NotFound, ServiceUnavailable
+from modelport.core.errors import Conflict, NotFound, PermissionDenied, ServiceUnavailable
 from modelport.core.names import validate_name
 from modelport.core.refs import ModelRef
 from modelport.server.loading import Resolved, VersionLoader, describe
@@ -44,6 +50,7 @@ class Target:
     failed_at: float = 0.0
     failed_revision: int | None = None
     loading: int | None = None
+    extra: bool = False
 
     @property
     def alias(self) -> str | None:
@@ -82,6 +89,9 @@ class ModelManager:
         self._poller: asyncio.Task[None] | None = None
         self._unloaded: set[str] = set()
         self.on_loaded: Callable[[ServedVersion], None] | None = None
+        self.on_revision: list[Callable[[], Awaitable[None]]] = []
+        self.extra_versions: Callable[[], Mapping[str, tuple[int, ...]]] | None = None
+        self.clearance: Callable[[str, str, int], Awaitable[str | None]] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -98,6 +108,7 @@ class ModelManager:
                 ]
         except Exception as exc:  # the registry may come back: the poller retries
             logger.error("Registry unavailable at start-up: %s", describe(exc))
+        await self._revision_moved()
         await asyncio.gather(*(self._bring_up(t) for t in self._targets))
         self.started = True
         if self.poll_interval_s > 0 and self.loader.registry is not None:
@@ -143,8 +154,8 @@ class ModelManager:
         return self._aliases.get(name, {}).get(version)
 
     def _not_served(self, name: str, version: str | None) -> Exception:
-        waiting = [t for t in self._targets if t.name == name and t.bound is None]
-        if name not in self._versions and waiting:
+        waiting = [t for t in self._targets if t.name == name and t.bound is None and not t.extra]
+        if waiting and (name not in self._versions or (version is None and name not in self._defaults)):
             reason = waiting[0].error or "loading"
             return ServiceUnavailable(
                 f"Model {name!r} is not ready: {reason}.",
@@ -175,7 +186,7 @@ class ModelManager:
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Whether every target serves (and not draining), with the reasons when not."""
-        reasons = [f"{t.ref}: {t.error or 'loading'}" for t in self._targets if t.bound is None]
+        reasons = [f"{t.ref}: {t.error or 'loading'}" for t in self._targets if t.bound is None and not t.extra]
         if self.draining:
             reasons.insert(0, "shutting down")
         elif not self.started:
@@ -230,6 +241,12 @@ class ModelManager:
             return
         if self._skip_retry(target, resolved.version):
             return
+        if self.clearance is not None and target.alias is not None and target.ref.path is None:
+            refusal = await self.clearance(resolved.name, target.alias, resolved.version)
+            if refusal is not None:
+                hint = "Promote it through the workflow (`modelport promote`), then the server serves it."
+                self._fail(target, resolved.version, PermissionDenied(refusal, hint=hint), "not_cleared")
+                return
         target.loading = resolved.version
         try:
             served = await self._load(resolved)
@@ -294,13 +311,16 @@ class ModelManager:
         """Recompute versions, defaults and aliases from the bindings; retire unbound versions."""
         versions: dict[str, dict[int, ServedVersion]] = {}
         aliases: dict[str, dict[str, ServedVersion]] = {}
+        own: dict[str, dict[int, ServedVersion]] = {}  # bound by targets the server was asked for
         for t in self._targets:
             if t.bound is None:
                 continue
             versions.setdefault(t.bound.name, {})[t.bound.version] = t.bound
+            if not t.extra:
+                own.setdefault(t.bound.name, {})[t.bound.version] = t.bound
             if t.alias is not None:
                 aliases.setdefault(t.bound.name, {})[t.alias] = t.bound
-        defaults = {name: self._default(by_version, aliases.get(name, {})) for name, by_version in versions.items()}
+        defaults = {name: self._default(by_version, aliases.get(name, {})) for name, by_version in own.items()}
         retired = [v for n, by in self._versions.items() for k, v in by.items() if versions.get(n, {}).get(k) is not v]
         self._versions, self._aliases, self._defaults = versions, aliases, defaults
         for name, by_version in versions.items():
@@ -324,13 +344,33 @@ class ModelManager:
                 revision = await self.loader.revision()
                 stale = any(t.bound is None or t.error for t in self._targets)
                 if revision != self._revision or stale:
-                    self._revision = revision
+                    moved, self._revision = revision != self._revision, revision
                     async with self._lock:
+                        if moved:
+                            await self._revision_moved()
                         await self._refresh()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep polling: the registry may come back
                 logger.warning("Registry poll failed: %s", describe(exc))
+
+    async def _revision_moved(self) -> None:
+        """Run the ``on_revision`` hooks, then add or drop the targets of ``extra_versions``."""
+        for hook in self.on_revision:
+            try:
+                await hook()
+            except Exception as exc:  # the next revision change retries
+                logger.warning("Registry change not applied: %s", describe(exc))
+        if self.extra_versions is None:
+            return
+        wanted = {(name, v) for name, versions in self.extra_versions().items() for v in versions}
+        kept = [t for t in self._targets if not t.extra or (t.name, t.ref.version) in wanted]
+        have = {(t.name, t.ref.version) for t in kept if t.extra}
+        for name, version in sorted(wanted - have):
+            kept.append(Target(ModelRef(name=name, version=version), name, extra=True))
+        if len(kept) != len(self._targets) or have != wanted:
+            self._targets = kept
+            self._rebuild()
 
     async def _refresh(self) -> None:
         if not self.refs:

@@ -1,6 +1,6 @@
 """Hands every prediction (and every failed one) to the prediction-log writer, never slowing a request.
 
-A request becomes one record per row (``route="primary"``, ``source="online"``) through
+A request becomes one record per row (``route`` primary, canary or shadow; ``source="online"``) through
 :func:`~modelport.runtime.predlog.request_records`; the writer queues them without blocking and
 counts what it drops. A model's redaction rules (from its bundle) are registered with the writer's
 redactor when the model loads; when they cannot be honoured (no redactor, or no key for ``hash``),
@@ -58,8 +58,9 @@ class PredictionLogging:
         outputs: Results | None,
         latency_ms: float,
         error: BaseException | None,
+        route: str = "primary",
     ) -> None:
-        """Queue the records of one request; any failure is logged and swallowed."""
+        """Queue the records of one request (``route``: primary, canary or shadow); failures are swallowed."""
         try:
             records = request_records(
                 model=served.name,
@@ -69,7 +70,7 @@ class PredictionLogging:
                 outputs=outputs,
                 latency_ms=latency_ms,
                 error=error,
-                route="primary",
+                route=route,
                 source="online",
                 columns=served.signature.column_names or None,
             )

@@ -25,6 +25,7 @@ from modelport.server.manager import ModelManager
 from modelport.server.metrics import ServerMetrics
 from modelport.server.middleware import InFlight
 from modelport.server.predlogging import PredictionLogging
+from modelport.server.release_routing import ReleaseRouting
 
 logger = logging.getLogger("modelport.server")
 
@@ -46,6 +47,7 @@ class ServerState:
         gate: Authentication and authorisation.
         metrics: The app's metrics.
         prediction_log: Writer of the prediction log, or ``None``.
+        releases: Canary/shadow routing of active releases (with a registry), or ``None``.
     """
 
     def __init__(
@@ -56,12 +58,14 @@ class ServerState:
         gate: Gate,
         metrics: ServerMetrics,
         prediction_log: PredictionLogWriter | None,
+        releases: ReleaseRouting | None = None,
     ) -> None:
         self.config = config
         self.manager = manager
         self.gate = gate
         self.metrics = metrics
         self.prediction_log = prediction_log
+        self.releases = releases
         self.predlog = PredictionLogging(prediction_log) if prediction_log is not None else None
         if self.predlog is not None:
             manager.on_loaded = self.predlog.register
@@ -90,6 +94,8 @@ class ServerState:
             logger.info("Prediction cache: %s (TTL %g s)", redact_url(url), self.config.cache_ttl_s)
         if self.prediction_log is not None:
             self.prediction_log.start()
+        if self.releases is not None:
+            await self.releases.start()
         await self.manager.start()
         if self.config.freeze_gc:
             gc.collect()
@@ -112,6 +118,8 @@ class ServerState:
             logger.warning(
                 "Shutdown: %d request(s) still in flight after %g s", self.in_flight.count, self.config.drain_timeout_s
             )
+        if self.releases is not None:
+            await self.releases.stop()
         await self.manager.stop(timeout_s=None if drained else 0.0)
         if self.cache is not None:
             await self.cache.close()
