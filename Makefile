@@ -3,24 +3,33 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.modelport-installed
+RUN_STAMP := $(VENV)/.modelport-run
+DEV_STAMP := $(VENV)/.modelport-dev
 
 .PHONY: quickstart test check install clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch 2.13.0 is the CPU build available offline; pin it so pip never pulls a CUDA build.
+
+# What the quickstart needs: modelport with the ONNX extra (fast path, edge export).
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[onnx]'
+	touch $(RUN_STAMP)
+
+# What the tests need: every extra, the dev tools, and torch 2.13.0 (the CPU build available
+# offline here; pinned so pip never pulls a multi-GB CUDA build).
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV_STAMP) $(RUN_STAMP)
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-quickstart: $(STAMP)
+quickstart: $(RUN_STAMP)
 	$(BIN)/modelport quickstart
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/check
 
 clean:
