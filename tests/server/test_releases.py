@@ -284,3 +284,31 @@ async def test_an_unapproved_version_is_never_served_under_a_protected_alias(reg
         resp = await client.post("/v2/models/iris/infer", json=ONE)
         assert resp.status_code == 503
         assert "iris:2 never went through the promotion workflow" in resp.json()["error"]
+
+
+async def test_routes_reach_the_prediction_log_and_alias_routes_follow_the_release(
+    registry: Registry, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    _start(registry, canary_version=2, canary_weight=100, rollback=LENIENT)
+    admin = registry.users.open_principal("tester")
+    registry.releases.set_shadow("iris", 2, by=admin)  # the canary answers and is shadowed too
+    logs = tmp_path / "logs"
+    async with serving(create_app(_config(prediction_log_dir=logs), registry=registry)) as client:
+        await _until(lambda: _serves(client, "2"), "the canary to load")
+        by_route = {}
+        for path in ("/v2/models/iris/infer", "/v2/models/iris/versions/production/infer"):
+            resp = await client.post(path, json=v2_body(rows(3), ("predict",)))
+            assert (resp.status_code, resp.json()["model_version"]) == (200, "2"), path
+            by_route[path] = resp.headers["x-request-id"]
+        pinned = await client.post("/v2/models/iris/versions/1/infer", json=ONE)  # an explicit version bypasses
+        assert pinned.json()["model_version"] == "1"
+        await _until(lambda: _metric_at_least(client, "modelport_shadow_processed_total", 2), "the shadow runs")
+    records = [row for f in sorted(logs.rglob("*.parquet")) for row in pq.read_table(f).to_pylist()]
+    for request_id in by_route.values():
+        routes = Counter((r["route"], r["version"]) for r in records if r["request_id"] == request_id)
+        assert routes == {("canary", 2): 3, ("shadow", 2): 3}
+    assert {(r["route"], r["version"]) for r in records if r["request_id"] == pinned.headers["x-request-id"]} == {
+        ("primary", 1)
+    }

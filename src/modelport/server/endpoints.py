@@ -4,9 +4,10 @@ Prediction routes share one path: look the model up (acquiring the version so a 
 unload it mid-request), read the body within its limits, parse it per protocol, answer from the
 cache or coerce and score through the model's micro-batcher, encode with orjson, hand the record
 to the prediction log, release the version. The per-request deadline covers reading, waiting and
-scoring; 503 (full queue) carries ``Retry-After``. A version-less request for a model with an
-active release is routed by the release's router (primary or canary, sticky by header); once the
-primary answered, a copy goes to the release's shadow queue (never waited for).
+scoring; 503 (full queue) carries ``Retry-After``. A version-less request (or one naming an alias)
+for a model whose alias has an active release is routed by the release's router (primary or
+canary, sticky by header); once the primary answered, a copy goes to the release's shadow queue
+(never waited for).
 """
 
 from __future__ import annotations
@@ -234,12 +235,14 @@ class Endpoints:
         started = time.perf_counter()
         version = _version(scope)
         routing = self.state.releases
-        release = routing.lookup(name) if routing is not None and version is None else None
+        release = None
+        if routing is not None and (version is None or not version.isdigit()):
+            release = routing.lookup(name, version or "production")
         answer: Answer = "primary"
         if release is None:
             served = self.state.manager.lookup(name, version)
         else:
-            served, answer = self._route(release, name, scope)
+            served, answer = self._route(release, name, version, scope)
         info.model, info.version = served.name, served.version
         request: InferenceRequest | None = None
         try:
@@ -267,15 +270,17 @@ class Endpoints:
             if release.shadow is not None:
                 release.shadow.offer(ShadowCopy(info.request_id, request.data, outputs, results, len(body.data)))
 
-    def _route(self, release: ActiveRelease, name: str, scope: Scope) -> tuple[ServedVersion, Answer]:
-        """The version the release's router picks (the primary while the canary is not loaded yet)."""
+    def _route(
+        self, release: ActiveRelease, name: str, alias: str | None, scope: Scope
+    ) -> tuple[ServedVersion, Answer]:
+        """The version the release's router picks (the alias's version while the canary is not loaded yet)."""
         version, answer = release.router.choose(scope["headers"])
         if answer == "canary":
             try:
                 return self.state.manager.lookup(name, str(version)), answer
             except (NotFound, ServiceUnavailable):
                 pass
-        return self.state.manager.lookup(name, None), "primary"
+        return self.state.manager.lookup(name, alias), "primary"
 
     async def run_shadow(self, release: ActiveRelease, copy: ShadowCopy) -> None:
         """Score ``copy`` on the release's shadow version, log it (route ``shadow``) and compare it."""

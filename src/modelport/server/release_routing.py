@@ -182,6 +182,7 @@ class ReleaseRouting:
         self._releases: dict[str, ActiveRelease] = {}
         self._shadow_totals: dict[str, dict[str, int]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
         metrics.registry.register(_ReleaseCollector(self))
 
     @property
@@ -191,9 +192,10 @@ class ReleaseRouting:
 
     # --- the hot path --------------------------------------------------------------------------
 
-    def lookup(self, model: str) -> ActiveRelease | None:
-        """The active release of ``model``, or ``None``."""
-        return self._releases.get(model)
+    def lookup(self, model: str, alias: str = "production") -> ActiveRelease | None:
+        """The active release splitting ``model@alias``, or ``None``."""
+        release = self._releases.get(model)
+        return release if release is not None and release.config.alias == alias else None
 
     def observe(self, release: ActiveRelease, version: int, route: Route, latency_ms: float, ok: bool) -> None:
         """One answer of ``version`` on ``route`` (statistics and the rollback window)."""
@@ -238,6 +240,7 @@ class ReleaseRouting:
         releases, self._releases = list(self._releases.values()), {}
         for release in releases:
             await self._retire(release)
+        await asyncio.gather(*self._stopping, return_exceptions=True)
         await asyncio.gather(*(r.ending for r in releases if r.ending is not None), return_exceptions=True)
         await asyncio.gather(*(self._report(r) for r in releases))
 
@@ -272,7 +275,11 @@ class ReleaseRouting:
             if same and current.config.shadow_version == config.shadow_version:
                 shadow = current.shadow
             else:
-                self._retire_shadow(current)
+                queue = self._retire_shadow(current)
+                if queue is not None:
+                    task = asyncio.get_running_loop().create_task(queue.stop())
+                    self._stopping.add(task)
+                    task.add_done_callback(self._stopping.discard)
         release = ActiveRelease(config, router, monitor, stats, shadow, rolled_back=rolled_back)
         if release.shadow is None and config.shadow_version is not None:
             release.shadow = ShadowQueue(
@@ -286,21 +293,21 @@ class ReleaseRouting:
             raise RuntimeError("no shadow runner")
         await self.run_shadow(release, copy)
 
-    def _retire_shadow(self, release: ActiveRelease) -> None:
+    def _retire_shadow(self, release: ActiveRelease) -> ShadowQueue[ShadowCopy] | None:
+        """Detach ``release``'s shadow queue (its counters go to the totals); the caller stops it."""
         queue, release.shadow = release.shadow, None
         if queue is None:
-            return
+            return None
         stats = queue.stats()
         totals = self._shadow_totals.setdefault(
             release.model, {"offered": 0, "dropped": 0, "processed": 0, "failed": 0}
         )
         for name in totals:
             totals[name] += getattr(stats, name)
-        asyncio.get_running_loop().create_task(queue.stop())
+        return queue
 
     async def _retire(self, release: ActiveRelease) -> None:
-        queue = release.shadow
-        self._retire_shadow(release)
+        queue = self._retire_shadow(release)
         if queue is not None:
             await queue.stop()
 
