@@ -359,7 +359,8 @@ class ModelManager:
         for hook in self.on_revision:
             try:
                 await hook()
-            except Exception as exc:  # the next revision change retries
+            except Exception as exc:  # forget the revision: the next poll runs the hooks again
+                self._revision = None
                 logger.warning("Registry change not applied: %s", describe(exc))
         if self.extra_versions is None:
             return
