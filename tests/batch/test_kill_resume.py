@@ -27,8 +27,8 @@ from modelport.runtime.predictor import Predictor
 
 from .conftest import frame
 
-ROWS = 300_000
-CHUNK = 20_000
+ROWS = 2_000_000  # a multi-million-row job, as the issue asks
+CHUNK = 100_000
 
 JOB_SCRIPT = """
 import json, sys, time
