@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from starlette.applications import Starlette
 
-from modelport.api.serving import build_app
+from modelport.api import serving as serving_api
+from modelport.api.serving import build_app, describe_config, registry_has_keys
+from modelport.core.errors import ConfigError
 from modelport.core.settings import Settings
 from modelport.registry.registry import Registry
 from modelport.registry.users import ROLES, Principal
 from modelport.server.app import create_app
 from modelport.server.config import ServerConfig
 from modelport.server.registry_auth import RegistryKeys, scopes_of
+from modelport.server.run import check_bind
 
 from .support import rows, serving, v2_body
 
@@ -113,3 +118,43 @@ async def test_build_app_accepts_registry_keys(settings: Settings, registry: Reg
         assert (await client.post(INFER, json=ONE, headers=viewer)).status_code == 200
         assert (await client.post(INDEX, headers=viewer)).status_code == 403
         assert (await client.post(INDEX, headers={"Authorization": f"Bearer {keys['admin']}"})).status_code == 200
+
+
+def _bind_via_serve(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Call ``serve`` on 0.0.0.0 with uvicorn replaced by the bind check, and return what ``run`` got."""
+    seen: dict[str, Any] = {}
+
+    def fake_run(config: ServerConfig, **kwargs: Any) -> None:
+        seen.update(kwargs)
+        check_bind(config, admin_keys_configured=kwargs.get("admin_keys_configured", False))
+
+    monkeypatch.setattr(serving_api, "run", fake_run)
+    serving_api.serve(["iris@production"], settings=settings, accelerate=False, host="0.0.0.0", warmup_rows=2)
+    return seen
+
+
+def test_a_registry_admin_key_allows_a_non_loopback_bind(
+    settings: Settings, registry: Registry, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _bind_via_serve(settings, monkeypatch)
+    assert seen["admin_keys_configured"] is True
+    assert seen["app"] is not None
+
+
+def test_an_open_registry_does_not_allow_a_non_loopback_bind(
+    settings: Settings, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match="Refusing to listen"):
+        _bind_via_serve(settings, monkeypatch)
+
+
+def test_start_up_summary_names_registry_keys(settings: Settings, registry: Registry) -> None:
+    config = ServerConfig(models=("iris@production",))
+    assert not registry_has_keys(settings)
+    assert describe_config(config, registry_keys=registry_has_keys(settings))["auth"] == "off (loopback only)"
+    registry.users.bootstrap_admin("root", actor="tests")
+    assert registry_has_keys(settings)
+    assert describe_config(config, registry_keys=registry_has_keys(settings))["auth"] == "registry keys"
+    with_static = ServerConfig(models=("iris@production",), api_keys=["predict:a-predict-key-that-is-long-enough"])
+    assert describe_config(with_static)["auth"] == "api keys"
+    assert describe_config(with_static, registry_keys=True)["auth"] == "api keys + registry keys"

@@ -44,6 +44,14 @@ def test_an_admin_key_allows_any_address() -> None:
     check_bind(ServerConfig(host="0.0.0.0", api_keys=[ADMIN]))
 
 
+def test_an_admin_key_stored_elsewhere_allows_any_address() -> None:
+    check_bind(ServerConfig(host="0.0.0.0"), admin_keys_configured=True)
+    with pytest.raises(ConfigError, match="Refusing to listen"):
+        check_bind(ServerConfig(host="0.0.0.0"), admin_keys_configured=False)
+    with pytest.raises(ConfigError, match="Refusing to listen"):
+        run(ServerConfig(host="0.0.0.0", models=("./x",)), admin_keys_configured=False)
+
+
 def test_one_worker_needs_the_app() -> None:
     with pytest.raises(ConfigError, match="needs the app"):
         run(ServerConfig(models=("./x",)))

@@ -108,20 +108,21 @@ def build_app(
     accelerate: bool = True,
     alerts_config: Path | None = None,
     alerts_interval_s: float = DEFAULT_INTERVAL_S,
+    keys: RegistryKeys | None = None,
 ) -> Starlette:
     """The server app with the fast path, the feedback route and the dashboard mounted.
 
     With ``alerts_config`` (a file of :mod:`modelport.monitoring.alerts`), the app also evaluates
     those alert rules every ``alerts_interval_s`` seconds while it runs. API keys stored in the
     registry are accepted beside ``config.api_keys`` (admin role: admin and predict scopes; any
-    other role: predict); once the registry has users, every route but health needs a key.
+    other role: predict); once the registry has users, every route but health needs a key. Pass
+    ``keys`` (from :func:`registry_keys` on the same registry) to reuse an already refreshed checker.
 
     Example:
         >>> app = build_app(ServerConfig(models=("churn@production",)), settings=Settings())  # doctest: +SKIP
     """
     registry = registry if registry is not None else open_registry(settings)
-    keys = RegistryKeys(registry)
-    keys.refresh()
+    keys = keys if keys is not None else registry_keys(registry)
     redactor = log_redactor(settings)
     feedback = FeedbackStore(feedback_dir(settings), redactor=redactor)
     extra: list[tuple[BaseRoute, Policy]] = [
@@ -148,6 +149,25 @@ def build_app(
     sources = AlertSources(logs=logs, feedback=feedback, profiles=RegistryProfiles(registry))
     rules, state = AlertConfig.from_file(alerts_config), AlertState(alert_state_path(settings))
     return with_periodic_alerts(app, rules, sources, state, interval_s=alerts_interval_s)
+
+
+def registry_keys(registry: Registry) -> RegistryKeys:
+    """The registry's API-key checker, with its users read once (blocking)."""
+    keys = RegistryKeys(registry)
+    keys.refresh()
+    return keys
+
+
+def registry_has_keys(settings: Settings | None = None) -> bool:
+    """Whether the registry of ``settings`` holds active users, so the server will require API keys.
+
+    Also ``True`` when the users cannot be read: the server then fails closed and requires keys.
+    """
+    registry = open_registry(resolve_settings(settings))
+    try:
+        return registry_keys(registry).has_keys
+    finally:
+        registry.close()
 
 
 def _known_models(registry: Registry) -> Any:
@@ -191,16 +211,22 @@ def serve(
         actor=settings.actor,
         home=settings.home.resolve(),
     )
+    if config.workers > 1 and alerts_config is not None:
+        raise ConfigError(
+            "Periodic alerts run in a single-worker server only.",
+            hint="Serve with one worker, or run 'modelport monitor check' from cron beside the workers.",
+        )
+    registry = open_registry(settings)
+    keys = registry_keys(registry)
+    admin_keys = keys.grants("admin")  # a registry admin's key allows a non-loopback bind
     if config.workers > 1:
-        if alerts_config is not None:
-            raise ConfigError(
-                "Periodic alerts run in a single-worker server only.",
-                hint="Serve with one worker, or run 'modelport monitor check' from cron beside the workers.",
-            )
-        run(config, factory=WORKER_FACTORY, registry=location, log_level=log_level)
+        registry.close()  # each worker opens its own
+        run(config, factory=WORKER_FACTORY, registry=location, log_level=log_level, admin_keys_configured=admin_keys)
         return
-    app = build_app(config, settings=settings, accelerate=accelerate, alerts_config=alerts_config)
-    run(config, app=app, log_level=log_level)
+    app = build_app(
+        config, settings=settings, registry=registry, keys=keys, accelerate=accelerate, alerts_config=alerts_config
+    )
+    run(config, app=app, log_level=log_level, admin_keys_configured=admin_keys)
 
 
 def worker_app() -> Starlette:
@@ -217,13 +243,25 @@ def worker_app() -> Starlette:
     return build_app(spec.config, settings=settings, registry=spec.registry.open())
 
 
-def describe_config(config: ServerConfig) -> Mapping[str, Any]:
-    """The settings worth printing at start-up (no secrets)."""
+def describe_auth(config: ServerConfig, *, registry_keys: bool = False) -> str:
+    """How requests are authenticated: ``--api-key`` keys, keys stored in the registry, both, or off."""
+    kinds = [name for name, on in (("api keys", config.auth_enabled), ("registry keys", registry_keys)) if on]
+    return " + ".join(kinds) if kinds else "off (loopback only)"
+
+
+def describe_config(config: ServerConfig, *, registry_keys: bool = False) -> Mapping[str, Any]:
+    """The settings worth printing at start-up (no secrets).
+
+    Args:
+        config: The server configuration.
+        registry_keys: Whether the registry holds API keys (see :func:`registry_has_keys`); authentication
+            is then on even without ``--api-key``.
+    """
     return {
         "models": list(config.models) or ["every model with a production alias"],
         "listen": f"http://{config.host}:{config.port}",
         "workers": config.workers,
-        "auth": "api keys" if config.auth_enabled else "off (loopback only)",
+        "auth": describe_auth(config, registry_keys=registry_keys),
         "batching": f"up to {config.max_batch_size} rows, {config.max_batch_delay_ms} ms",
         "prediction log": str(config.prediction_log_dir) if config.prediction_log_dir else "off",
     }

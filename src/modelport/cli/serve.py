@@ -33,7 +33,7 @@ def serve(
     alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert rules (YAML) checked every minute.")] = None,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol V2, V1 :predict, MLflow /invocations."""
-    from modelport.api.serving import describe_config, server_config
+    from modelport.api.serving import describe_config, registry_has_keys, server_config
     from modelport.api.serving import serve as run_server
 
     settings = settings_of(ctx)
@@ -49,7 +49,8 @@ def serve(
         "cache_ttl_s": cache_ttl_s,
     }
     summary = server_config(refs or (), settings=settings, config_file=config, **options)
-    table("modelport serve", ["setting", "value"], ([k, v] for k, v in describe_config(summary).items()))
+    described = describe_config(summary, registry_keys=registry_has_keys(settings))
+    table("modelport serve", ["setting", "value"], ([k, v] for k, v in described.items()))
     run_server(
         refs or (),
         settings=settings,

@@ -1,6 +1,7 @@
 """Running the app under uvicorn: bind checks, worker processes, graceful shutdown.
 
-:func:`run` refuses to bind anything but loopback unless an admin key is configured. With one
+:func:`run` refuses to bind anything but loopback unless an admin key is configured (an ``--api-key``
+with the admin scope, or, as the caller reports, an admin key stored in the registry). With one
 worker it serves the given app object; with several, uvicorn starts worker processes that each
 rebuild the app from an import-string factory: the :class:`WorkerSpec` (the server config plus the
 registry location) travels to them as JSON in the ``MODELPORT_SERVER_WORKER`` environment variable,
@@ -68,17 +69,23 @@ class WorkerSpec(BaseModel):
         return json.dumps({"config": json.loads(self.config.to_json()), "registry": registry})
 
 
-def check_bind(config: ServerConfig) -> None:
+def check_bind(config: ServerConfig, *, admin_keys_configured: bool = False) -> None:
     """Refuse a non-loopback bind address when no admin key is configured.
+
+    Args:
+        config: The server configuration (its ``api_keys`` count).
+        admin_keys_configured: Whether an admin key exists outside ``config`` (e.g. a registry user
+            with the admin role, see :meth:`RegistryKeys.grants <modelport.server.registry_auth.RegistryKeys.grants>`).
 
     Raises:
         ConfigError: ``host`` is reachable from other machines and no key has the admin scope.
     """
-    if not config.binds_loopback and not config.has_admin_key:
+    if not config.binds_loopback and not (config.has_admin_key or admin_keys_configured):
         raise ConfigError(
             f"Refusing to listen on {config.host!r} without an admin API key: anyone who can reach it could "
             "manage the models.",
-            hint="Configure a key (--api-key KEY, or MODELPORT keys in the config file), or bind 127.0.0.1.",
+            hint="Configure a key (--api-key KEY, api_keys in the config file, or a registry user with the admin "
+            "role and an API key), or bind 127.0.0.1.",
         )
 
 
@@ -149,6 +156,7 @@ def run(
     factory: str = DEFAULT_FACTORY,
     registry: RegistryLocation | None = None,
     log_level: str = "info",
+    admin_keys_configured: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM.
 
@@ -159,11 +167,13 @@ def run(
         factory: ``module:function`` returning the app in a worker process (several workers only).
         registry: Where workers find the registry (several workers only).
         log_level: Level of uvicorn's and modelport's loggers.
+        admin_keys_configured: Whether an admin key exists beside ``config.api_keys`` (registry-stored
+            keys); it allows a non-loopback bind like an admin ``--api-key``.
 
     Raises:
         ConfigError: Non-loopback bind without an admin key, or one worker without an ``app``.
     """
-    check_bind(config)
+    check_bind(config, admin_keys_configured=admin_keys_configured)
     options = uvicorn_options(config, log_level)
     if config.workers == 1:
         if app is None:
