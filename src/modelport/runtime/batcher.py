@@ -212,9 +212,8 @@ class MicroBatcher(Generic[T, R]):
             self._observer.observe_queue_time(started - pending.enqueued)
         self._in_flight = batch
         items = [p.item for p in batch]
-        loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, self.process, items)
+            results = await self._call(items)
         except asyncio.CancelledError:
             for pending in batch:
                 _fail(pending, self._stopped_error())
@@ -227,6 +226,14 @@ class MicroBatcher(Generic[T, R]):
             self._observer.observe_batch(len(batch), time.monotonic() - started)
             self._in_flight = []
         self._deliver(batch, results)
+
+    async def _call(self, items: list[T]) -> Sequence[R | BaseException]:
+        """``process(items)`` in the executor; an executor that ran it inline is not waited on through the loop."""
+        assert self._executor is not None
+        future = self._executor.submit(self.process, items)
+        if future.done():  # e.g. a cheap batch run inline: no thread hop, no wake-up of the loop
+            return future.result()
+        return await asyncio.wrap_future(future)
 
     def _deliver(self, batch: list[_Pending[T, R]], results: Sequence[R | BaseException]) -> None:
         if len(results) != len(batch):

@@ -31,6 +31,7 @@ from modelport.server.auth import Authenticator, FailureLimiter, Gate, Policy, S
 from modelport.server.config import ServerConfig
 from modelport.server.endpoints import Endpoints
 from modelport.server.errors import JSON_TYPE, translate
+from modelport.server.fastpath import FastPath
 from modelport.server.loading import Accelerate, BundleLoader, VersionLoader, default_loader
 from modelport.server.manager import ModelManager
 from modelport.server.metrics import ServerMetrics
@@ -155,13 +156,15 @@ def create_app(
         finally:
             await state.stop()
 
+    routes = [
+        *build_routes(handlers, gate, metrics),
+        *(guard_route(route, policy, gate, metrics) for route, policy in extra_routes),
+    ]
     app = Starlette(
-        routes=[
-            *build_routes(handlers, gate, metrics),
-            *(guard_route(route, policy, gate, metrics) for route, policy in extra_routes),
-        ],
+        routes=routes,
         middleware=[
-            Middleware(RequestEnvelope, metrics=metrics, access_log=state.access_log, in_flight=state.in_flight)
+            Middleware(RequestEnvelope, metrics=metrics, access_log=state.access_log, in_flight=state.in_flight),
+            Middleware(FastPath, routes=routes),
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

@@ -10,6 +10,7 @@ and tracks in-flight requests so that shutdown can drain them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import time
@@ -48,11 +49,25 @@ def request_info(scope: Scope) -> RequestInfo:
     return info
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+def _request_id(headers: list[tuple[bytes, bytes]], ids: RequestIds) -> str:
     for name, value in headers:
         if name == REQUEST_ID_HEADER and _SAFE_ID.match(value):
             return value.decode("ascii")
-    return os.urandom(12).hex()
+    return ids.next()
+
+
+class RequestIds:
+    """Request ids: 24 hex digits, a random per-app prefix then a counter (no system call per request)."""
+
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        """A new id, unique within this app and, by its random prefix, across apps and processes."""
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 class InFlight:
@@ -102,13 +117,14 @@ class RequestEnvelope:
         self.metrics = metrics
         self.access_log = access_log
         self.in_flight = in_flight
+        self.ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        info = RequestInfo(_request_id(scope["headers"]))
+        info = RequestInfo(_request_id(scope["headers"], self.ids))
         scope["modelport"] = info
         id_header = (REQUEST_ID_HEADER, info.request_id.encode("ascii"))
         status = 500
