@@ -287,3 +287,37 @@ def test_runs_write_a_run_record_a_bounded_sample_and_rejected_rows_to_the_predi
     assert "column 'b'" in (error.error or "")
     run_record = writer.records[-1]
     assert run_record.outputs == {"rows_read": 2000, "rows_written": 1999, "rows_rejected": 1, "chunks": 20}
+
+
+@pytest.mark.parametrize(("workers", "backend"), [(2, "SequentialBackend"), (1, "LokyBackend")])
+def test_scoring_threads_run_joblib_models_sequentially_within_each_chunk(
+    tmp_path: Path,
+    parquet_input: Path,
+    predictor: Predictor,
+    store: RunStore,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+    backend: str,
+) -> None:
+    from joblib.parallel import get_active_backend
+
+    seen: list[str] = []
+    adapter = predictor.adapter
+    predict = adapter.predict
+
+    def spy(data: object) -> object:
+        seen.append(type(get_active_backend()[0]).__name__)
+        return predict(data)
+
+    monkeypatch.setattr(adapter, "predict", spy)
+    result = run_job(
+        _factory(predictor),
+        FileSource(parquet_input),
+        FileSink(tmp_path / "scores.parquet"),
+        JobOptions(chunk_size=300, key=("id",), workers=workers),
+        store,
+    )
+    assert result.rows_written == 1000
+    assert seen == [backend] * 4
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    np.testing.assert_array_equal(scores["prediction"], predict(frame(1_000, seed=5)[FEATURES]))

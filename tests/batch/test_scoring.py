@@ -145,3 +145,57 @@ def test_probability_column_names_fall_back_to_positions_for_odd_labels() -> Non
     assert proba_column_names(["stay", "churn"]) == ("proba_stay", "proba_churn")
     assert proba_column_names(["a b", "a-b"]) == ("proba_0", "proba_1")
     assert proba_column_names([True, False]) == ("proba_True", "proba_False")
+
+
+def _backend_spy(predictor: Predictor, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the name of joblib's active backend at every predict call of ``predictor``'s model."""
+    from joblib.parallel import get_active_backend
+
+    seen: list[str] = []
+    adapter = predictor.adapter
+    predict = adapter.predict
+
+    def spy(data: object) -> object:
+        seen.append(type(get_active_backend()[0]).__name__)
+        return predict(data)
+
+    monkeypatch.setattr(adapter, "predict", spy)
+    return seen
+
+
+@pytest.mark.parametrize(("parallel_chunks", "backend"), [(True, "SequentialBackend"), (False, "LokyBackend")])
+def test_parallel_chunks_run_joblib_models_in_the_scoring_thread(
+    predictor: Predictor, monkeypatch: pytest.MonkeyPatch, parallel_chunks: bool, backend: str
+) -> None:
+    seen = _backend_spy(predictor, monkeypatch)
+    data = frame(30)
+    scorer = ChunkScorer(
+        predictor,
+        JobOptions.build(key="id"),
+        run_id="r" * 32,
+        clock=lambda: NOW,
+        timer=lambda: 0.0,
+        parallel_chunks=parallel_chunks,
+    )
+    out = scorer.score(0, _chunk(data)).output.to_pandas()
+    assert seen == [backend]
+    np.testing.assert_array_equal(out["prediction"], predictor.predict(data[FEATURES]))
+    from joblib.parallel import get_active_backend
+
+    assert type(get_active_backend()[0]).__name__ == "LokyBackend"  # the setting ends with the call
+
+
+def test_constant_columns_keep_their_types_and_an_empty_chunk_has_them_too(predictor: Predictor) -> None:
+    scorer = _scorer(predictor, key="id")
+    full = scorer.score(0, _chunk(frame(5))).output
+    empty = scorer.score(1, _chunk(frame(0))).output
+    for table, rows in ((full, 5), (empty, 0)):
+        assert table.num_rows == rows
+        assert [table.schema.field(c).type for c in ("model", "version", "run_id", "scored_at")] == [
+            pa.string(),
+            pa.int64(),
+            pa.string(),
+            pa.timestamp("us", tz="UTC"),
+        ]
+    assert full.column("scored_at").to_pylist() == [NOW] * 5
+    assert full.column("model").to_pylist() == ["lr"] * 5

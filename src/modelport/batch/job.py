@@ -325,6 +325,7 @@ class _Job:
                 clock=self.clock.now,
                 timer=self.clock.monotonic,
                 sample_per_chunk=max(1, self.options.sample_rows // 10) if self.runlog is not None else 0,
+                parallel_chunks=self.engine is None and self.options.scoring_threads > 1,
             )
             mode = resolve_mode(self.sink, self.options.mode, self.options.key)
             commits = self.sink.open(SinkContext(self.run_id, mode, self.options.key, self.store))

@@ -9,12 +9,14 @@ chunk, become *rejects* with the reason and the original values as JSON (:data:`
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import joblib
 import numpy as np
 import orjson
 import pandas as pd
@@ -80,6 +82,10 @@ class ChunkScorer:
         clock: Returns the current UTC time (``scored_at``).
         timer: A monotonic clock in seconds.
         sample_per_chunk: Scored rows per chunk to keep as a sample for the prediction log.
+        parallel_chunks: Several chunks are scored at once (in threads). Models that spread one call
+            over joblib threads (scikit-learn forests with ``n_jobs``) then score each call in the
+            calling thread: the chunks already keep the cores busy, and a thread pool started per
+            call only adds GIL contention (about 10% fewer rows/s on two cores). Same predictions.
     """
 
     def __init__(
@@ -91,6 +97,7 @@ class ChunkScorer:
         clock: Callable[[], datetime],
         timer: Callable[[], float],
         sample_per_chunk: int = 0,
+        parallel_chunks: bool = False,
     ) -> None:
         if predictor.signature.kind != "tabular":
             raise Unsupported(
@@ -107,6 +114,7 @@ class ChunkScorer:
         self._clock = clock
         self._timer = timer
         self.sample_per_chunk = sample_per_chunk
+        self.parallel_chunks = parallel_chunks
         self.features = predictor.signature.columns
         self.outputs = (PREDICT, PREDICT_PROBA) if options.proba else (PREDICT,)
         self.proba_columns = proba_column_names(predictor.classes or ()) if options.proba else ()
@@ -139,7 +147,8 @@ class ChunkScorer:
             keep = np.setdiff1d(keep, np.fromiter(key_rejects, np.int64, len(key_rejects)))
         kept = table if len(keep) == table.num_rows else table.take(pa.array(keep))
         if kept.num_rows:
-            screened = screen(self.predictor, prepare_inputs(kept, self.features), self.outputs)
+            with self._model_threads():
+                screened = screen(self.predictor, prepare_inputs(kept, self.features), self.outputs)
             good = keep[screened.rows]
             reasons = key_rejects | {int(keep[i]): r for i, r in screened.rejected}
             outputs = screened.outputs
@@ -159,6 +168,13 @@ class ChunkScorer:
             score_ms=(self._timer() - started) * 1000.0,
             sample=sample,
         )
+
+    def _model_threads(self) -> contextlib.AbstractContextManager[Any]:
+        """joblib's sequential backend for this thread's model calls when chunks run in parallel."""
+        if self.parallel_chunks:
+            sequential: contextlib.AbstractContextManager[Any] = joblib.parallel_config(backend="sequential")
+            return sequential  # thread-local: other threads keep their joblib settings
+        return contextlib.nullcontext()
 
     def _sample(
         self, chunk: SourceChunk, good: np.ndarray, outputs: dict[str, np.ndarray]
@@ -211,10 +227,11 @@ class ChunkScorer:
             proba = outputs.get(PREDICT_PROBA, np.empty((0, len(self.proba_columns))))
             for j, name in enumerate(self.proba_columns):
                 columns[name] = pa.array(np.asarray(proba[:, j], dtype=np.float64))
-        columns["model"] = pa.array([self.predictor.name] * n, pa.string())
-        columns["version"] = pa.array([self.predictor.version] * n, pa.int64())
-        columns["run_id"] = pa.array([self.run_id] * n, pa.string())
-        columns["scored_at"] = pa.array([now] * n, TIMESTAMP)
+        # Constant columns from one scalar: converting a list of n datetimes holds the GIL ~0.2 µs a row.
+        columns["model"] = pa.repeat(pa.scalar(self.predictor.name, pa.string()), n)
+        columns["version"] = pa.repeat(pa.scalar(self.predictor.version, pa.int64()), n)
+        columns["run_id"] = pa.repeat(pa.scalar(self.run_id, pa.string()), n)
+        columns["scored_at"] = pa.repeat(pa.scalar(now, TIMESTAMP), n)
         return pa.table(columns)
 
     def _predict_dtype(self) -> Any:
