@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from modelport.bundle.flavors.base import ModelInput
 from modelport.core.errors import BadRequest, NotFound, Overloaded, ServiceUnavailable
 from modelport.server.cache import CacheUnavailableError, Results, cache_key
+from modelport.server.deadlines import Deadlines
 from modelport.server.errors import JSON_TYPE, RetryLater
 from modelport.server.limits import Body, parse_json, read_body
 from modelport.server.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -140,6 +141,7 @@ class Endpoints:
         self.state = state
         self.config = state.config
         depth = state.config.max_json_depth
+        self._deadlines = Deadlines(state.config.request_timeout_s)
         self._parse_v2: Parse = lambda body, served: _parse_v2(body, served, depth)
         self._parse_v1: Parse = lambda body, served: v1.parse_predict(parse_json(body.data, depth), served.signature)
         self._parse_mlflow: Parse = lambda body, served: mlflow.parse_invocations(
@@ -246,7 +248,7 @@ class Endpoints:
         info.model, info.version = served.name, served.version
         request: InferenceRequest | None = None
         try:
-            async with asyncio.timeout(self.config.request_timeout_s):
+            async with self._deadlines.start():
                 body = await read_body(receive, scope["headers"], self.state.limits)
                 request = parse(body, served)
                 outputs = served.check_outputs(request.outputs)
