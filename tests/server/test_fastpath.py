@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -115,3 +116,22 @@ def test_request_ids_are_unique_and_differ_between_apps() -> None:
     assert len(set(ids)) == 1000
     assert all(len(i) == 24 and int(i, 16) >= 0 for i in ids)
     assert second.next()[:12] != ids[0][:12]
+
+
+def test_a_ready_float_tensor_skips_conversion_but_not_validation() -> None:
+    from modelport.core.errors import ValidationError
+    from modelport.core.types import Signature, TensorSpec
+    from modelport.runtime.coercion import Coercer
+
+    coercer = Coercer(
+        Signature(kind="tensor", tensors=(TensorSpec(name="x", dtype="float64", shape=(-1, 3)),)), "array"
+    )
+    ready = np.array([[1.0, np.nan, 3.0]])
+    assert coercer.coerce(ready) is ready  # NaN allowed for a float tensor, no copy
+    assert coercer.coerce(np.array([[1, 2, 3]], dtype=np.float32)).dtype == np.float64  # other dtypes converted
+    with pytest.raises(ValidationError, match="expected finite float64"):
+        coercer.coerce(np.array([[1.0, np.inf, 3.0]]))
+    with pytest.raises(ValidationError, match="expected shape"):
+        coercer.coerce(np.zeros((2, 4)))
+    with pytest.raises(ValidationError):
+        coercer.coerce(np.zeros((0, 3)))

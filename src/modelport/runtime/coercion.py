@@ -122,6 +122,10 @@ class Coercer:
         self._plain_float_frame = all(c.dtype == np.float64 and c.frame_dtype is None for c in self._columns)
         self._getter = itemgetter(*self._names) if self._names else None
         self._tensors = {t.name: t for t in signature.tensors}
+        # One float tensor: an ndarray of its dtype and shape only needs the no-infinity check.
+        only = signature.tensors[0] if len(signature.tensors) == 1 else None
+        self._float_tensor = only if only is not None and _is_float_dtype(only.dtype) else None
+        self._float_dtype = np.dtype(only.dtype) if self._float_tensor is not None and only is not None else None
 
     def coerce(self, data: Any) -> ModelInput:
         """Validate and convert ``data``; raise :class:`ValidationError` naming the first problem."""
@@ -325,6 +329,9 @@ class Coercer:
     # --- tensors ---------------------------------------------------------------------------------
 
     def _coerce_tensors(self, data: Any) -> ModelInput:
+        fast = self._float_tensor
+        if fast is not None and type(data) is np.ndarray and _fits_float(data, self._float_dtype, fast.shape):
+            return self._tensor_input({fast.name: data})  # what coerce_tensor returns for it, checked the same
         specs = self.signature.tensors
         if isinstance(data, Mapping):
             arrays = self._tensor_dict(data)
@@ -345,6 +352,10 @@ class Coercer:
             )
         if next(iter(batch.values())) == 0:
             _no_rows()
+        return self._tensor_input(arrays)
+
+    def _tensor_input(self, arrays: dict[str, np.ndarray]) -> ModelInput:
+        """Validated tensors (same batch size, at least one row) in the adapter's input format."""
         if self.input_format == "arrays":
             return arrays
         if len(arrays) != 1:
@@ -369,6 +380,25 @@ class Coercer:
             message = f"Ignoring input tensor(s) {extra!r}: not in the signature."
             warnings.warn(message, ExtraColumnsWarning, stacklevel=4)
         return {name: coerce_tensor(data[name], spec) for name, spec in self._tensors.items()}
+
+
+def _is_float_dtype(dtype: str) -> bool:
+    try:
+        return np.dtype(dtype).kind == "f"
+    except TypeError:
+        return False
+
+
+def _fits_float(arr: np.ndarray, dtype: np.dtype[Any] | None, shape: tuple[int, ...]) -> bool:
+    """Whether ``arr`` already is a valid float tensor: dtype and rank equal, fixed dims equal, rows, no inf."""
+    return (
+        arr.dtype == dtype
+        and arr.ndim == len(shape)
+        and arr.ndim > 0
+        and arr.shape[0] > 0
+        and all(d == -1 or d == a for d, a in zip(shape, arr.shape, strict=True))
+        and not np.isinf(arr).any()
+    )
 
 
 def _float_block(rows: Any) -> np.ndarray | None:
