@@ -14,12 +14,12 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from modelport import governance
-from modelport.core.errors import ValidationError
+from modelport.core.errors import ModelportError, ValidationError
 from modelport.core.refs import ModelRef
 from modelport.core.settings import Settings
 from modelport.registry.policies import DEFAULT_SCOPE, GATES, Policy
@@ -31,6 +31,7 @@ from modelport.registry.users import ApiKeyInfo, IssuedKey, Principal, User
 from modelport.registry.validations import ValidationReport
 
 from .context import registry_scope, resolve_settings
+from .monitoring import live_report
 
 _VERSION_KEYS = ("version", "new_version", "primary_version", "canary_version", "shadow_version")
 
@@ -252,8 +253,33 @@ def release_status(
     name: str, *, settings: Settings | None = None, registry: Registry | None = None
 ) -> governance.ReleaseStatus:
     """The active (else latest) release of ``name`` with the traffic servers reported, per version and route."""
-    with registry_scope(resolve_settings(settings), registry) as reg:
-        return governance.release_status(reg, name)
+    resolved = resolve_settings(settings)
+    with registry_scope(resolved, registry) as reg:
+        return with_live_accuracy(governance.release_status(reg, name), resolved, reg)
+
+
+def with_live_accuracy(
+    status: governance.ReleaseStatus, settings: Settings, registry: Registry
+) -> governance.ReleaseStatus:
+    """``status`` with each answering version's live accuracy since the release started, where feedback exists.
+
+    Servers report traffic but not accuracy; ground truth arrives later through feedback, joined to
+    the logged predictions by monitoring. Shadow rows keep ``None``: their answers were never returned.
+    """
+    started = status.release.started_at
+    since = max(int((datetime.now(UTC) - started).total_seconds()) + 1, 1) if started is not None else None
+    try:
+        report = live_report(settings, status.release.model, window=f"{since}s" if since else None, registry=registry)
+    except ModelportError:
+        return status  # no log or no feedback yet: accuracy stays unknown
+    accuracy = {p.version: p.metrics.get("accuracy") for p in report.overall if p.n}
+    rows = tuple(
+        dataclasses.replace(row, accuracy=accuracy.get(row.version))
+        if row.accuracy is None and row.route != "shadow"
+        else row
+        for row in status.traffic
+    )
+    return dataclasses.replace(status, traffic=rows)
 
 
 def promote_release(
