@@ -321,3 +321,15 @@ def test_scoring_threads_run_joblib_models_sequentially_within_each_chunk(
     assert seen == [backend] * 4
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     np.testing.assert_array_equal(scores["prediction"], predict(frame(1_000, seed=5)[FEATURES]))
+
+
+def test_a_run_that_committed_nothing_does_not_suggest_resuming(
+    tmp_path: Path, predictor: Predictor, store: RunStore
+) -> None:
+    from modelport.core.errors import NotFound
+
+    missing = tmp_path / "nope.parquet"
+    with pytest.raises(NotFound) as info:
+        run_job(_factory(predictor), FileSource(missing), FileSink(tmp_path / "out.parquet"), JobOptions(), store)
+    assert "--resume" not in (info.value.hint or "")
+    assert "Nothing was committed" in (info.value.hint or "")

@@ -389,7 +389,10 @@ class _Job:
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, ModelportError):
             message, kind = str(exc.message), exc.type
-            resume = f"Run {self.run_id} keeps what it committed; resume it with --resume {self.run_id}."
+            if self.totals.chunks or self.first_chunk:
+                resume = f"Run {self.run_id} keeps what it committed; resume it with --resume {self.run_id}."
+            else:
+                resume = f"Nothing was committed (run {self.run_id} is recorded as failed); fix it and run again."
             exc.hint = f"{exc.hint} {resume}" if exc.hint else resume
         else:
             message, kind = f"{type(exc).__name__}: {exc}", type(exc).__name__
