@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from modelport.core.errors import BadRequest, PayloadTooLarge, Unsupported
+from modelport.server.errors import UnsupportedMediaType
 from modelport.server.limits import BodyLimits, json_depth, parse_json, read_body
 
 pytestmark = pytest.mark.anyio
@@ -90,8 +91,28 @@ async def test_pickle_media_types_are_refused(media: str) -> None:
 
 
 async def test_other_media_types_are_refused() -> None:
-    with pytest.raises(Unsupported, match="text/csv"):
+    with pytest.raises(UnsupportedMediaType, match="text/csv' is accepted only by POST /invocations"):
         await read_body(_receiver(b"a,b"), _headers(content_type="text/csv"), LIMITS)
+    with pytest.raises(UnsupportedMediaType, match="'text/xml' is not supported") as info:
+        await read_body(_receiver(b"<a/>"), _headers(content_type="text/xml"), LIMITS, accept_csv=True)
+    assert info.value.http_status == 415
+    assert "text/csv" in (info.value.hint or "")
+
+
+async def test_csv_where_accepted_is_capped_like_json() -> None:
+    for media in ("text/csv", "text/csv; charset=utf-8", 'TEXT/CSV; header=present; charset="UTF-8"'):
+        body = await read_body(_receiver(b"a,b\n", b"1,2\n"), _headers(content_type=media), LIMITS, accept_csv=True)
+        assert (body.data, body.csv, body.json_length) == (b"a,b\n1,2\n", True, None)
+    plain = await read_body(_receiver(b"{}"), _headers(content_type="application/json"), LIMITS, accept_csv=True)
+    assert not plain.csv
+    csv = _headers(content_type="text/csv", content_encoding="gzip")
+    with pytest.raises(PayloadTooLarge, match="after decompression"):
+        await read_body(_receiver(gzip.compress(b"1,2\n" * 1000)), csv, LIMITS, accept_csv=True)
+    with pytest.raises(UnsupportedMediaType, match="charset 'latin-1'"):
+        await read_body(_receiver(b"a"), _headers(content_type="text/csv; charset=latin-1"), LIMITS, accept_csv=True)
+    binary = _headers(content_type="text/csv", inference_header_content_length="1")
+    with pytest.raises(BadRequest, match="Inference-Header-Content-Length"):
+        await read_body(_receiver(b"a"), binary, LIMITS, accept_csv=True)
 
 
 async def test_binary_extension_uses_the_binary_cap_and_header_length() -> None:

@@ -24,6 +24,7 @@ from modelport.core.errors import (
     RateLimited,
     ServiceUnavailable,
     Unauthenticated,
+    Unsupported,
 )
 
 logger = logging.getLogger("modelport.server")
@@ -46,6 +47,12 @@ class RetryLater(Overloaded):
     def __init__(self, message: str, *, hint: str | None = None, retry_after_s: int = 1) -> None:
         super().__init__(message, hint=hint)
         self.retry_after_s = retry_after_s
+
+
+class UnsupportedMediaType(Unsupported):
+    """A 415: the body's media type (or content encoding) is not one this route reads."""
+
+    http_status = 415
 
 
 class TooManyFailures(RateLimited):

@@ -3,7 +3,9 @@
 The body is read straight from the ASGI ``receive`` channel; a ``Content-Length`` over the cap is
 refused before a byte is read, a streamed body as soon as it crosses the cap, and a compressed body
 (``gzip``/``deflate``) as soon as its *decompressed* size does, so a decompression bomb never
-inflates in memory. Pickle media types are refused outright. JSON depth is checked without
+inflates in memory. Media types are JSON (and, for V2, the binary extension); ``text/csv`` (UTF-8)
+only where the caller asks for it (MLflow's ``/invocations``), under the JSON size cap; anything
+else is a 415, and pickle media types are refused outright. JSON depth is checked without
 recursion: a byte count bounds it for free, and a vectorised bracket scan measures it exactly when
 the bound is not enough.
 """
@@ -19,13 +21,16 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
-from modelport.core.errors import BadRequest, Unsupported
-from modelport.server.errors import too_large
+from modelport.core.errors import BadRequest
+from modelport.server.errors import UnsupportedMediaType, too_large
 
 BINARY_HEADER = b"inference-header-content-length"
 _PICKLE_MARKERS = ("pickle", "python-serialized", "x-python")
 _JSON_TYPES = ("", "application/json", "text/json", "text/plain")
 _BINARY_TYPES = ("application/octet-stream", "application/vnd.sagemaker-triton.binary+json")
+_CSV_TYPE = "text/csv"
+_CSV_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")
+_JSON_HINT = "Send application/json (or application/octet-stream with Inference-Header-Content-Length)."
 _OPEN = np.frombuffer(b"[{", dtype=np.uint8)
 _CLOSE = np.frombuffer(b"]}", dtype=np.uint8)
 
@@ -48,24 +53,53 @@ class Body:
         data: The (decompressed) bytes.
         json_length: For a V2 binary-extension request, the length of the leading JSON header;
             ``None`` for a plain JSON body.
+        csv: Whether the body is ``text/csv`` (only where :func:`read_body` was told to accept it).
     """
 
     data: bytes
     json_length: int | None = None
+    csv: bool = False
 
 
-def _check_media_type(media: str, binary: bool) -> None:
+def _check_media_type(content_type: str, binary: bool, accept_csv: bool) -> bool:
+    """Refuse a media type the route does not read; return whether the body is CSV."""
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
     if any(marker in media for marker in _PICKLE_MARKERS):
-        raise Unsupported(
+        raise UnsupportedMediaType(
             f"Content type {media!r} is refused: this server never deserialises pickle.",
             hint="Send JSON (application/json), or the V2 binary tensor extension.",
         )
     if media in _JSON_TYPES or media.endswith("+json") or (binary and media in _BINARY_TYPES):
-        return
-    raise Unsupported(
+        return False
+    if media == _CSV_TYPE:
+        _check_csv(params, binary, accept_csv)
+        return True
+    raise UnsupportedMediaType(
         f"Content type {media!r} is not supported.",
-        hint="Send application/json (or application/octet-stream with Inference-Header-Content-Length).",
+        hint="Send application/json or text/csv." if accept_csv else _JSON_HINT,
     )
+
+
+def _check_csv(params: str, binary: bool, accept_csv: bool) -> None:
+    if not accept_csv:
+        raise UnsupportedMediaType(
+            "Content type 'text/csv' is accepted only by POST /invocations (MLflow); this route reads JSON.",
+            hint=_JSON_HINT,
+        )
+    if binary:
+        raise BadRequest(
+            "A text/csv body cannot carry Inference-Header-Content-Length (that is for V2 binary tensors).",
+            hint="Drop the Inference-Header-Content-Length header.",
+        )
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if key.strip().lower() == "charset" and charset not in _CSV_CHARSETS:
+            raise UnsupportedMediaType(
+                f"CSV charset {charset!r} is not supported.",
+                hint="Send the CSV encoded as UTF-8 (Content-Type: text/csv; charset=utf-8).",
+            )
 
 
 class _Decoder:
@@ -73,7 +107,7 @@ class _Decoder:
 
     def __init__(self, encoding: str, limit: int) -> None:
         if encoding not in ("gzip", "deflate", "x-gzip"):
-            raise Unsupported(
+            raise UnsupportedMediaType(
                 f"Content-Encoding {encoding!r} is not supported.",
                 hint="Send the body uncompressed, or compressed with gzip or deflate.",
             )
@@ -125,18 +159,29 @@ def _scan(headers: list[tuple[bytes, bytes]]) -> _Headers:
     return _Headers(content_type, length, encoding, binary)
 
 
-async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limits: BodyLimits) -> Body:
+async def read_body(
+    receive: Receive, headers: list[tuple[bytes, bytes]], limits: BodyLimits, *, accept_csv: bool = False
+) -> Body:
     """Read the request body from ``receive`` within ``limits``.
+
+    Args:
+        receive: The ASGI receive channel.
+        headers: The request's raw headers.
+        limits: The caps.
+        accept_csv: Also take ``text/csv`` (UTF-8), capped like JSON; the body comes back with
+            ``csv=True``.
 
     Raises:
         PayloadTooLarge: The body (decompressed) or its chunk count is over the cap.
-        Unsupported: A pickle or unknown media type or content encoding.
+        UnsupportedMediaType: A pickle or unknown media type (``text/csv`` unless ``accept_csv``), a
+            CSV charset other than UTF-8, or an unknown content encoding.
         BadRequest: A corrupt compressed body, or a bad binary header length.
     """
     found = _scan(headers)
     binary = found.binary_length is not None
+    csv = False
     if found.content_type is not None and found.content_type != b"application/json":
-        _check_media_type(found.content_type.decode("latin-1").split(";", 1)[0].strip().lower(), binary)
+        csv = _check_media_type(found.content_type.decode("latin-1"), binary, accept_csv)
     limit = limits.max_binary_bytes if binary else limits.max_json_bytes
     encoding = found.content_encoding.decode("latin-1").strip().lower() if found.content_encoding else "identity"
     decoder = None if encoding == "identity" else _Decoder(encoding, limit)
@@ -145,7 +190,7 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limits
         raise too_large(limit)
     data = await _receive_all(receive, decoder, limit, limits.max_chunks)
     if found.binary_length is None:
-        return Body(data)
+        return Body(data, csv=True) if csv else Body(data)
     return Body(data, _json_length(found.binary_length, len(data)))
 
 

@@ -120,6 +120,11 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "MlflowResponse": _obj({"predictions": _ANY_LIST}, ("predictions",)),
+    "MlflowCsv": {
+        "type": "string",
+        "description": "UTF-8 CSV: a header row naming the columns, then one row per prediction.",
+        "example": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n",
+    },
     "RepositoryIndexRequest": _obj({"ready": {"type": "boolean"}}),
     "RepositoryIndex": {
         "type": "array",
@@ -145,6 +150,8 @@ _ERRORS_BY_KIND: dict[str, tuple[int, ...]] = {
     "operations": (),
 }
 _AUTH_ERRORS = {"predict": (401, 403, 429), "admin": (401, 403, 429), "public": ()}
+_OTHER_REQUEST_TYPES: dict[str, dict[str, str]] = {"MlflowRequest": {"text/csv": "MlflowCsv"}}
+"""Request media types besides JSON, by request schema."""
 
 
 def _operation(spec: RouteSpec) -> dict[str, Any]:
@@ -159,10 +166,10 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     if spec.policy != "public":
         op["security"] = [{"apiKey": []}, {"bearer": []}]
     if spec.request is not None:
-        op["requestBody"] = {
-            "required": spec.tag == "inference",
-            "content": {"application/json": {"schema": {"$ref": _REF + spec.request}}},
-        }
+        content = {"application/json": {"schema": {"$ref": _REF + spec.request}}}
+        for media, schema in _OTHER_REQUEST_TYPES.get(spec.request, {}).items():
+            content[media] = {"schema": {"$ref": _REF + schema}}
+        op["requestBody"] = {"required": spec.tag == "inference", "content": content}
     ok: dict[str, Any] = {"description": "OK"}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": {"$ref": _REF + spec.response}}}
@@ -204,7 +211,7 @@ def build_document(version: str, specs: tuple[RouteSpec, ...] = ROUTES) -> dict[
         "info": {
             "title": "modelport model server",
             "version": version,
-            "description": "Open Inference Protocol V2, V1 :predict and MLflow /invocations. "
+            "description": "Open Inference Protocol V2, V1 :predict and MLflow /invocations (JSON or text/csv). "
             "Auth policy per route in x-auth-policy: public, predict or admin.",
         },
         "paths": paths,
