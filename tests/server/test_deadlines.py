@@ -15,15 +15,14 @@ async def test_a_block_past_its_deadline_raises_timeout_error() -> None:
     deadlines = Deadlines(0.05)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with pytest.raises(TimeoutError):
-        async with deadlines.start():
-            await asyncio.sleep(10)
+    with pytest.raises(TimeoutError), deadlines.start():
+        await asyncio.sleep(10)
     assert loop.time() - started >= 0.05  # never early
 
 
 async def test_a_block_within_its_deadline_is_untouched_and_later_awaits_are_not_cancelled() -> None:
     deadlines = Deadlines(0.05)
-    async with deadlines.start() as deadline:
+    with deadlines.start() as deadline:
         await asyncio.sleep(0)
     assert not deadline.expired
     await asyncio.sleep(0.12)  # the slot's timer fires meanwhile: it must not cancel this task
@@ -35,14 +34,14 @@ async def test_many_blocks_share_slots_and_each_one_times_out() -> None:
 
     async def slow() -> str:
         try:
-            async with deadlines.start():
+            with deadlines.start():
                 await asyncio.sleep(10)
         except TimeoutError:
             return "timeout"
         return "done"
 
     async def fast() -> str:
-        async with deadlines.start():
+        with deadlines.start():
             await asyncio.sleep(0)
         return "done"
 
@@ -54,7 +53,7 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
     deadlines = Deadlines(5.0)
 
     async def work() -> None:
-        async with deadlines.start():
+        with deadlines.start():
             await asyncio.sleep(10)
 
     task = asyncio.get_running_loop().create_task(work())

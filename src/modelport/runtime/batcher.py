@@ -3,7 +3,10 @@
 A :class:`MicroBatcher` is an asyncio component, created and started inside the running event
 loop (the server's lifespan) and stopped on shutdown. Callers ``await submit(item)``; one
 background task takes items from a bounded queue and hands them, as a list, to a synchronous
-``process`` function that runs in an executor thread, so the event loop never blocks on a model.
+``process`` function that runs in an executor thread, so the event loop never blocks on a model
+(or, when the caller's ``inline`` check says a batch is cheaper than a thread hop, right on the
+loop). The queue is a deque and a single wake-up future, not an ``asyncio.Queue``: an item costs
+one append and one future on the request path.
 
 Batching adapts to load. A lone request is processed at once, with no added delay. While a
 batch is being processed, new arrivals accumulate in the queue; the next batch takes all of them
@@ -22,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from modelport.core.errors import ModelportError, Overloaded, ServiceUnavailable
@@ -37,11 +40,18 @@ QUEUE_BATCHES = 8
 """Default queue bound, in batches: ``max_queue = max_batch_size * QUEUE_BATCHES``."""
 
 
-@dataclass(slots=True)
 class _Pending(Generic[T, R]):
-    item: T
-    future: asyncio.Future[R]
-    enqueued: float
+    __slots__ = ("enqueued", "future", "item")
+
+    def __init__(self, item: T, future: asyncio.Future[R], enqueued: float) -> None:
+        self.item = item
+        self.future = future
+        self.enqueued = enqueued
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class MicroBatcher(Generic[T, R]):
@@ -56,6 +66,8 @@ class MicroBatcher(Generic[T, R]):
             ``max_batch_size * 8``.
         executor: Runs ``process``; default a dedicated single-thread executor owned (and shut
             down) by this batcher.
+        inline: Says whether a batch is cheap enough to process on the event loop itself (a thread
+            hop costs tens of microseconds); by default every batch goes to the executor.
         observer: Receives batch sizes, latencies, queue times and overloads.
         name: Names the model in messages (e.g. ``"churn:3"``).
 
@@ -74,6 +86,7 @@ class MicroBatcher(Generic[T, R]):
         max_batch_delay_ms: float = 2.0,
         max_queue: int | None = None,
         executor: Executor | None = None,
+        inline: Callable[[list[T]], bool] | None = None,
         observer: RuntimeObserver | None = None,
         name: str = "model",
     ) -> None:
@@ -90,10 +103,15 @@ class MicroBatcher(Generic[T, R]):
         self.name = name
         self._executor = executor
         self._owns_executor = executor is None
+        self._inline = inline
         self._observer: RuntimeObserver = observer if observer is not None else NullObserver()
-        self._queue: asyncio.Queue[_Pending[T, R]] | None = None
+        self._queue: deque[_Pending[T, R]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Future[None] | None = None  # what the batch task awaits while the queue is empty
         self._task: asyncio.Task[None] | None = None
         self._in_flight: list[_Pending[T, R]] = []
+        self._unfinished = 0  # queued or in a batch, not yet answered
+        self._all_done: asyncio.Event | None = None
         self._stopping = False
 
     @property
@@ -104,14 +122,13 @@ class MicroBatcher(Generic[T, R]):
     @property
     def waiting(self) -> int:
         """Items queued and not yet taken into a batch."""
-        return self._queue.qsize() if self._queue is not None else 0
+        return len(self._queue)
 
     def start(self) -> None:
         """Create the queue and the background task; call from inside the running event loop."""
         if self._task is not None:
             raise RuntimeError(f"MicroBatcher for {self.name} is already started")
-        loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue(maxsize=self.max_queue)
+        loop = self._loop = asyncio.get_running_loop()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"modelport-batch-{self.name}")
         self._task = loop.create_task(self._run(), name=f"modelport-batcher-{self.name}")
@@ -124,21 +141,26 @@ class MicroBatcher(Generic[T, R]):
             ServiceUnavailable: The batcher is not running (not started, or stopping).
             BaseException: Whatever ``process`` raised, or returned, for this item.
         """
-        if self._queue is None or self._stopping:
+        loop = self._loop
+        if loop is None or self._stopping:
             raise ServiceUnavailable(
                 f"Model {self.name} is not accepting requests (stopped or not started).",
                 hint="Retry in a moment; the model is being loaded, swapped or shut down.",
             )
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait(_Pending(item, future, time.monotonic()))
-        except asyncio.QueueFull:
-            waiting = self._queue.qsize()
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            waiting = len(queue)
             self._observer.observe_overload(waiting)
             raise Overloaded(
                 f"queue for model {self.name} is full ({waiting} waiting).",
                 hint="Retry later with backoff; the model is at capacity (or raise max_queue / add workers).",
-            ) from None
+            )
+        future: asyncio.Future[R] = loop.create_future()
+        queue.append(_Pending(item, future, time.monotonic()))
+        self._unfinished += 1
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
         return await future
 
     async def stop(self, *, drain: bool = True, timeout_s: float | None = None) -> None:
@@ -149,12 +171,13 @@ class MicroBatcher(Generic[T, R]):
                 :class:`ServiceUnavailable` at once.
             timeout_s: With ``drain``, the longest wait before the rest are failed.
         """
-        if self._task is None or self._queue is None:
+        if self._task is None:
             return
         self._stopping = True
-        if drain:
+        if drain and self._unfinished:
+            self._all_done = asyncio.Event()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), timeout_s)
+                await asyncio.wait_for(self._all_done.wait(), timeout_s)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -162,9 +185,9 @@ class MicroBatcher(Generic[T, R]):
         for pending in self._in_flight:
             _fail(pending, stopped)
         self._in_flight = []
-        while not self._queue.empty():
-            _fail(self._queue.get_nowait(), stopped)
-            self._queue.task_done()
+        while self._queue:
+            _fail(self._queue.popleft(), stopped)
+        self._unfinished = 0
         if self._owns_executor and self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -175,35 +198,51 @@ class MicroBatcher(Generic[T, R]):
         )
 
     async def _run(self) -> None:
-        assert self._queue is not None
         while True:
-            batch = await self._collect(self._queue)
+            batch = await self._collect()
             try:
                 if batch:
                     await self._process(batch)
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._finished(len(batch))
 
-    async def _collect(self, queue: asyncio.Queue[_Pending[T, R]]) -> list[_Pending[T, R]]:
+    def _finished(self, count: int) -> None:
+        self._unfinished -= count
+        if self._unfinished <= 0 and self._all_done is not None:
+            self._all_done.set()
+
+    async def _arrival(self, timeout_s: float | None = None) -> None:
+        """Wait until an item is queued (or ``timeout_s`` passes)."""
+        assert self._loop is not None
+        waiter = self._wakeup = self._loop.create_future()
+        handle = None if timeout_s is None else self._loop.call_later(timeout_s, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._wakeup = None
+            if handle is not None:
+                handle.cancel()
+
+    async def _collect(self) -> list[_Pending[T, R]]:
         """The next batch: everything queued (up to the limit), waiting for more only if several were queued."""
-        batch = [await queue.get()]
+        queue = self._queue
+        while not queue:
+            await self._arrival()
+        limit = self.max_batch_size
+        batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
         self._in_flight = batch  # failed by stop() if the task is cancelled while collecting
-        while len(batch) < self.max_batch_size and not queue.empty():
-            batch.append(queue.get_nowait())
-        if 1 < len(batch) < self.max_batch_size and self.max_batch_delay_s > 0:
+        if 1 < len(batch) < limit and self.max_batch_delay_s > 0:
             deadline = time.monotonic() + self.max_batch_delay_s
-            while len(batch) < self.max_batch_size:
+            while len(batch) < limit:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                try:
-                    batch.append(await asyncio.wait_for(queue.get(), remaining))
-                except TimeoutError:
-                    break
+                if not queue:
+                    await self._arrival(remaining)
+                while queue and len(batch) < limit:
+                    batch.append(queue.popleft())
         live = [p for p in batch if not p.future.done()]  # cancelled waiters are skipped
-        for _ in range(len(batch) - len(live)):
-            queue.task_done()
+        self._finished(len(batch) - len(live))
         return live
 
     async def _process(self, batch: list[_Pending[T, R]]) -> None:
@@ -228,12 +267,12 @@ class MicroBatcher(Generic[T, R]):
         self._deliver(batch, results)
 
     async def _call(self, items: list[T]) -> Sequence[R | BaseException]:
-        """``process(items)`` in the executor; an executor that ran it inline is not waited on through the loop."""
+        """``process(items)``: on the loop when ``inline`` says it is cheap, else in the executor."""
+        if self._inline is not None and self._inline(items):
+            return self.process(items)
         assert self._executor is not None
-        future = self._executor.submit(self.process, items)
-        if future.done():  # e.g. a cheap batch run inline: no thread hop, no wake-up of the loop
-            return future.result()
-        return await asyncio.wrap_future(future)
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._executor, self.process, items)
 
     def _deliver(self, batch: list[_Pending[T, R]], results: Sequence[R | BaseException]) -> None:
         if len(results) != len(batch):

@@ -21,6 +21,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
 
 from modelport.core.errors import ConfigError
 from modelport.core.refs import ModelRef
@@ -58,6 +59,26 @@ def _check_sources(config: ServerConfig, registry: Registry | None) -> None:
                 f"Cannot serve {text!r} without a registry.",
                 hint="Give a bundle folder path (e.g. ./churn-bundle), or start the server with a registry.",
             )
+
+
+class ModelportApp(Starlette):
+    """The Starlette app, with prediction requests taken on a shorter path.
+
+    A request :class:`FastPath` matches runs in the :class:`RequestEnvelope` straight away;
+    everything else goes through Starlette's middleware stack (the same envelope) and router.
+    """
+
+    fast_path: FastPath
+    envelope: RequestEnvelope
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.fast_path.match(scope)
+            if endpoint is not None:
+                scope["app"] = self
+                await self.envelope.handle(scope, receive, send, endpoint, own_headers=True)
+                return
+        await super().__call__(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -160,14 +181,15 @@ def create_app(
         *build_routes(handlers, gate, metrics),
         *(guard_route(route, policy, gate, metrics) for route, policy in extra_routes),
     ]
-    app = Starlette(
+    app = ModelportApp(
         routes=routes,
         middleware=[
-            Middleware(RequestEnvelope, metrics=metrics, access_log=state.access_log, in_flight=state.in_flight),
-            Middleware(FastPath, routes=routes),
+            Middleware(RequestEnvelope, metrics=metrics, access_log=state.access_log, in_flight=state.in_flight)
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
+    app.fast_path = FastPath(routes)
+    app.envelope = RequestEnvelope(app.router, metrics=metrics, access_log=state.access_log, in_flight=state.in_flight)
     app.state.modelport = state
     return app

@@ -5,8 +5,9 @@ prediction path. :class:`Deadlines` rounds every deadline *up* to the end of a s
 two-hundredth of the timeout, at least 10 ms) and schedules one timer per slot; a request only
 joins its slot's set on entry and leaves it on exit. A deadline therefore never fires early, and
 fires at most one slot late. When it fires, the request's task is cancelled and the
-cancellation leaves the ``async with`` block as :class:`TimeoutError`, exactly as with
-``asyncio.timeout`` (a cancellation from elsewhere stays a cancellation).
+cancellation leaves the ``with`` block as :class:`TimeoutError`, exactly as with
+``asyncio.timeout`` (a cancellation from elsewhere stays a cancellation). The block is a plain
+(synchronous) ``with`` inside the request's coroutine: entering and leaving it awaits nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Deadlines:
         self._slots: dict[int, set[Deadline]] = {}
 
     def start(self) -> Deadline:
-        """A deadline ``timeout_s`` from when its ``async with`` block is entered."""
+        """A deadline ``timeout_s`` from when its ``with`` block is entered (inside a task)."""
         return Deadline(self)
 
     def _join(self, entry: Deadline, loop: asyncio.AbstractEventLoop) -> int:
@@ -55,7 +56,7 @@ class Deadlines:
 
 
 class Deadline:
-    """One request's deadline: ``async with deadlines.start(): ...`` raises :class:`TimeoutError` past it."""
+    """One request's deadline: ``with deadlines.start(): ...`` raises :class:`TimeoutError` past it."""
 
     __slots__ = ("_cancelling", "_owner", "_slot", "_task", "expired")
 
@@ -72,7 +73,7 @@ class Deadline:
             self.expired = True
             self._task.cancel()
 
-    async def __aenter__(self) -> Deadline:
+    def __enter__(self) -> Deadline:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         if task is None:
@@ -82,7 +83,7 @@ class Deadline:
         self._slot = self._owner._join(self, loop)
         return self
 
-    async def __aexit__(
+    def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._owner._leave(self, self._slot)

@@ -28,7 +28,7 @@ from modelport.server.deadlines import Deadlines
 from modelport.server.errors import JSON_TYPE, RetryLater
 from modelport.server.limits import Body, parse_json, read_body
 from modelport.server.metrics import CONTENT_TYPE as METRICS_TYPE
-from modelport.server.middleware import RequestInfo, request_info
+from modelport.server.middleware import RequestInfo, id_header, request_info
 from modelport.server.protocols import mlflow, v1, v2
 from modelport.server.protocols.tensors import InferenceRequest, dumps
 from modelport.server.release_routing import ActiveRelease, ShadowCopy, is_failure
@@ -144,8 +144,10 @@ class Endpoints:
         self._deadlines = Deadlines(state.config.request_timeout_s)
         self._parse_v2: Parse = lambda body, served: _parse_v2(body, served, depth)
         self._parse_v1: Parse = lambda body, served: v1.parse_predict(parse_json(body.data, depth), served.signature)
-        self._parse_mlflow: Parse = lambda body, served: mlflow.parse_invocations(
-            parse_json(body.data, depth), served.signature
+        self._parse_mlflow: Parse = lambda body, served: (
+            mlflow.parse_csv(body.data, served.signature)
+            if body.csv
+            else mlflow.parse_invocations(parse_json(body.data, depth), served.signature)
         )
 
     # --- health and metadata -------------------------------------------------------------------
@@ -218,7 +220,7 @@ class Endpoints:
         await self._predict(scope, receive, send, "v1_predict", _path(scope, "name"), self._parse_v1, _encode_v1)
 
     async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``POST /invocations`` (MLflow): the only served model, or ``default_model``."""
+        """``POST /invocations`` (MLflow, JSON or ``text/csv``): the only served model, or ``default_model``."""
         name = self.config.default_model or self.state.manager.only_model()
         if name is None:
             request_info(scope).route = "invocations"
@@ -248,8 +250,8 @@ class Endpoints:
         info.model, info.version = served.name, served.version
         request: InferenceRequest | None = None
         try:
-            async with self._deadlines.start():
-                body = await read_body(receive, scope["headers"], self.state.limits)
+            with self._deadlines.start():
+                body = await read_body(receive, scope["headers"], self.state.limits, accept_csv=route == "invocations")
                 request = parse(body, served)
                 outputs = served.check_outputs(request.outputs)
                 results = await self._score(served, request, outputs, len(body.data))
@@ -265,6 +267,9 @@ class Endpoints:
         finally:
             served.release()
         headers = [(b"x-model-name", served.name.encode()), (b"x-model-version", str(served.version).encode())]
+        if info.direct:
+            headers.append(id_header(info))
+            info.status = 200
         await send_body(send, 200, encoded.body, content_type=encoded.content_type, headers=headers + encoded.headers)
         self._log(info, served, request, results, started, None, answer)
         if release is not None and routing is not None:

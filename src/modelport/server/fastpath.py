@@ -1,13 +1,14 @@
-"""``FastPath``: prediction requests skip Starlette's router and exception middleware.
+"""``FastPath``: prediction requests skip Starlette's middleware stack and router.
 
-A pure-ASGI middleware placed right inside :class:`~modelport.server.middleware.RequestEnvelope`:
-a ``POST`` whose path matches one of the prediction routes (V2 ``infer``, V1 ``:predict``, with or
-without a version) goes straight to that route's guarded endpoint, so the auth policy check, the
-body limits, JSON depth, the timeout, the request id header, the access log, the metrics and the
-error bodies are exactly those of the routed request (they live in the envelope, the guard and the
-endpoint, never in Starlette). Matching uses the routes' own compiled patterns in route order, and
-prediction routes come first in the table, so a request reaches the same endpoint with the same
-path parameters either way; anything else (other methods, other paths) goes on to the router.
+The app (:class:`~modelport.server.app.ModelportApp`) asks :meth:`FastPath.match` first: a
+``POST`` whose path matches one of the prediction routes (V2 ``infer``, V1 ``:predict``, with or
+without a version) goes straight to that route's guarded endpoint inside the request envelope, so
+the auth policy check, the body limits, JSON depth, the timeout, the request id header, the access
+log, the metrics and the error bodies are exactly those of the routed request (they live in the
+envelope, the guard and the endpoint, never in Starlette). Matching uses the routes' own compiled
+patterns in route order, and prediction routes come first in the table, so a request reaches the
+same endpoint with the same path parameters either way; anything else (other methods, other
+paths) goes on to Starlette.
 """
 
 from __future__ import annotations
@@ -17,37 +18,35 @@ from collections.abc import Sequence
 
 from starlette.convertors import StringConvertor
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 _PREDICTION_SUFFIXES = ("/infer", ":predict")
 
 
 class FastPath:
-    """Dispatches ``POST`` prediction requests to their endpoint directly.
+    """Finds the endpoint of a ``POST`` prediction request without the router.
 
     Args:
-        app: The rest of the stack (Starlette's exception middleware and router).
         routes: The app's routes; the ``POST`` routes whose path ends in ``/infer`` or ``:predict``
-            and that take only string path parameters are dispatched here.
+            and that take only string path parameters are matched here.
     """
 
-    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute]) -> None:
-        self.app = app
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
         self._routes: tuple[tuple[re.Pattern[str], ASGIApp], ...] = tuple(
             (route.path_regex, route.app) for route in routes if isinstance(route, Route) and _is_prediction(route)
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+    def match(self, scope: Scope) -> ASGIApp | None:
+        """The guarded endpoint for this HTTP request (its ``path_params`` set), or ``None``."""
+        if scope["method"] == "POST" and not scope.get("root_path"):
             path: str = scope["path"]
             if path.endswith(_PREDICTION_SUFFIXES):
                 for pattern, endpoint in self._routes:
-                    match = pattern.match(path)
-                    if match is not None:
-                        scope["path_params"] = match.groupdict()
-                        await endpoint(scope, receive, send)
-                        return
-        await self.app(scope, receive, send)
+                    found = pattern.match(path)
+                    if found is not None:
+                        scope["path_params"] = found.groupdict()
+                        return endpoint
+        return None
 
 
 def _is_prediction(route: Route) -> bool:

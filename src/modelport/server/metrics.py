@@ -3,7 +3,9 @@
 Request counts and latency by route, model and status; per-model batch size, queue time and
 prediction latency (fed by the runtime through the observer protocol); cache hits and misses;
 requests refused for overload or timeout; prediction-log drops; auth failures; model readiness.
-Labelled children are cached so a request pays a dict lookup, not ``labels()``. With several
+The per-request series (requests, latencies, batch sizes, queue times) are
+:mod:`~modelport.server.tallies`: plain numbers updated on the event loop and exported through a
+custom collector, so a request pays a dict lookup and two additions, not a lock. With several
 worker processes each serves its own numbers (scrape each, or run one worker per pod).
 """
 
@@ -11,12 +13,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from modelport.server.tallies import CounterFamily, HistogramFamily, HistogramTally
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ModelSeries:
+    """One model's batch-size, model-call latency and queue-time series."""
+
+    __slots__ = ("batch_size", "prediction_latency", "queue_time")
+
+    def __init__(self, batch_size: HistogramTally, prediction_latency: HistogramTally, queue_time: HistogramTally):
+        self.batch_size = batch_size
+        self.prediction_latency = prediction_latency
+        self.queue_time = queue_time
 
 
 class ServerMetrics:
@@ -29,22 +44,22 @@ class ServerMetrics:
     def __init__(self, namespace: str = "modelport") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r, ns = self.registry, namespace
-        self.requests = Counter(f"{ns}_requests", "HTTP requests.", ["route", "model", "status"], registry=r)
-        self.request_latency = Histogram(
-            f"{ns}_request_latency_seconds", "HTTP request latency.", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        self.requests = CounterFamily(f"{ns}_requests", "HTTP requests.", ["route", "model", "status"])
+        self.request_latency = HistogramFamily(
+            f"{ns}_request_latency_seconds", "HTTP request latency.", ["route"], LATENCY_BUCKETS
         )
+        self.batch_size = HistogramFamily(
+            f"{ns}_batch_size", "Requests merged per model call.", ["model"], BATCH_BUCKETS
+        )
+        self.queue_time = HistogramFamily(
+            f"{ns}_queue_time_seconds", "Time a request waited for its batch.", ["model"], LATENCY_BUCKETS
+        )
+        self.prediction_latency = HistogramFamily(
+            f"{ns}_prediction_latency_seconds", "Model call latency per batch.", ["model"], LATENCY_BUCKETS
+        )
+        for family in (self.requests, self.request_latency, self.batch_size, self.queue_time, self.prediction_latency):
+            r.register(family)
         self.in_flight = Gauge(f"{ns}_requests_in_flight", "Requests being handled.", registry=r)
-        self.batch_size = Histogram(
-            f"{ns}_batch_size", "Requests merged per model call.", ["model"], buckets=BATCH_BUCKETS, registry=r
-        )
-        self.queue_time = Histogram(
-            f"{ns}_queue_time_seconds", "Time a request waited for its batch.", ["model"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.prediction_latency = Histogram(
-            f"{ns}_prediction_latency_seconds", "Model call latency per batch.", ["model"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
         self.cache = Counter(f"{ns}_cache", "Prediction cache lookups.", ["model", "result"], registry=r)
         self.refused = Counter(f"{ns}_refused", "Requests refused for load.", ["model", "reason"], registry=r)
         self.log_dropped = Counter(f"{ns}_prediction_log_dropped", "Prediction-log records dropped.", registry=r)
@@ -65,17 +80,23 @@ class ServerMetrics:
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request."""
-        self._child(self.requests, route, model, str(status)).inc()
-        self._child(self.request_latency, route).observe(seconds)
+        self.requests.series(route, model, str(status)).value += 1
+        self.request_latency.series(route).observe(seconds)
+
+    def model_series(self, model: str) -> ModelSeries:
+        """The per-model series a served model records into (fetch once, update per batch)."""
+        return ModelSeries(
+            self.batch_size.series(model), self.prediction_latency.series(model), self.queue_time.series(model)
+        )
 
     def observe_batch(self, model: str, requests: int, seconds: float) -> None:
         """Record one model call that merged ``requests`` requests and took ``seconds``."""
-        self._child(self.batch_size, model).observe(requests)
-        self._child(self.prediction_latency, model).observe(seconds)
+        self.batch_size.series(model).observe(requests)
+        self.prediction_latency.series(model).observe(seconds)
 
     def observe_queue_time(self, model: str, seconds: float) -> None:
         """Record how long one request waited before its batch ran."""
-        self._child(self.queue_time, model).observe(seconds)
+        self.queue_time.series(model).observe(seconds)
 
     def count_cache(self, model: str, result: str) -> None:
         """Count a cache ``hit``, ``miss`` or ``error``."""

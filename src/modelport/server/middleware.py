@@ -33,14 +33,22 @@ _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 class RequestInfo:
     """What the endpoint tells the envelope about one request (stored at ``scope["modelport"]``)."""
 
-    __slots__ = ("error_type", "model", "request_id", "route", "version")
+    __slots__ = ("direct", "error_type", "model", "request_id", "route", "status", "version")
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, direct: bool = False) -> None:
         self.request_id = request_id
         self.route = "unmatched"
         self.model: str | None = None
         self.version: int | None = None
         self.error_type: str | None = None
+        self.direct = direct
+        """The endpoint sends the ``X-Request-ID`` header itself and sets :attr:`status` (fast path)."""
+        self.status = 0
+
+
+def id_header(info: RequestInfo) -> tuple[bytes, bytes]:
+    """The ``X-Request-ID`` response header of the request ``info`` describes."""
+    return (REQUEST_ID_HEADER, info.request_id.encode("ascii"))
 
 
 def request_info(scope: Scope) -> RequestInfo:
@@ -123,10 +131,19 @@ class RequestEnvelope:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send, self.app, own_headers=False)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, *, own_headers: bool) -> None:
+        """Run ``app`` for one HTTP request inside the envelope.
+
+        Args:
+            own_headers: ``app`` adds the ``X-Request-ID`` header itself (see :func:`id_header`)
+                and records the status it sent in :attr:`RequestInfo.status` (``info.direct`` tells
+                it so), so ``send`` needs no wrapper: the prediction fast path.
+        """
         started = time.perf_counter()
-        info = RequestInfo(_request_id(scope["headers"], self.ids))
+        info = RequestInfo(_request_id(scope["headers"], self.ids), own_headers)
         scope["modelport"] = info
-        id_header = (REQUEST_ID_HEADER, info.request_id.encode("ascii"))
         status = 500
         response_started = False
 
@@ -135,16 +152,18 @@ class RequestEnvelope:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [*message.get("headers", ()), id_header]
+                message["headers"] = [*message.get("headers", ()), id_header(info)]
             await send(message)
 
         self.in_flight.enter()
         try:
-            await self.app(scope, receive, send_with_id)
+            await app(scope, receive, send if own_headers else send_with_id)
         except ClientDisconnect:
             status, info.error_type = CLIENT_CLOSED, "ClientDisconnect"
         except Exception as exc:
             info.error_type = exc.type if isinstance(exc, ModelportError) else type(exc).__name__
+            if info.status:
+                status, response_started = info.status, True
             if response_started:
                 translate(exc, info.request_id)  # logs unexpected errors; the response is already underway
             else:
@@ -158,12 +177,14 @@ class RequestEnvelope:
                             (b"content-type", JSON_TYPE.encode()),
                             (b"content-length", str(len(reply.body)).encode()),
                             *reply.headers,
-                            id_header,
+                            id_header(info),
                         ],
                     }
                 )
                 await send({"type": "http.response.body", "body": reply.body})
         finally:
+            if own_headers and info.status:
+                status = info.status
             self.in_flight.leave()
             self._record(scope, info, status, time.perf_counter() - started)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,7 @@ logger = logging.getLogger("modelport.server")
 Results = dict[str, np.ndarray]
 
 
-@dataclass(frozen=True, slots=True)
-class BatchItem:
+class BatchItem(NamedTuple):
     """One request's share of a batch: its coerced input and the outputs it asked for."""
 
     model_input: ModelInput
@@ -56,30 +55,6 @@ class BatchSettings:
     max_batch_delay_ms: float
     max_queue: int
     inline_below_ms: float = 0.0
-
-
-class AdaptiveExecutor(Executor):
-    """Runs a batch on the calling thread (the event loop) when it is cheap, else in the pool.
-
-    Args:
-        pool: Threads for the batches that are not cheap (not shut down by this executor).
-        is_cheap: Whether the batch (the first argument of the submitted call) is cheap.
-    """
-
-    def __init__(self, pool: Executor, is_cheap: Callable[[Any], bool]) -> None:
-        self.pool = pool
-        self.is_cheap = is_cheap
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        """Call ``fn`` now when its batch is cheap (returning a completed future), else queue it."""
-        if not (args and self.is_cheap(args[0])):
-            return self.pool.submit(fn, *args, **kwargs)
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # handed to the awaiting caller
-            future.set_exception(exc)
-        return future
 
 
 class ServedVersion:
@@ -149,7 +124,8 @@ class ServedVersion:
             max_batch_size=self._settings.max_batch_size,
             max_batch_delay_ms=self._settings.max_batch_delay_ms,
             max_queue=self._settings.max_queue,
-            executor=AdaptiveExecutor(self._executor, self.is_cheap),
+            executor=self._executor,
+            inline=self.is_cheap,
             observer=self._observer,
             name=f"{self.name}:{self.version}",
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,9 +34,8 @@ _BY_DTYPE = {dt: name for name, dt in DATATYPES.items() if name != "BYTES"}
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-@dataclass(frozen=True, slots=True)
 class InferenceRequest:
-    """A prediction request, whatever protocol it came in.
+    """A prediction request, whatever protocol it came in (built once per request: a plain slots class).
 
     Attributes:
         data: What :meth:`Predictor.coerce` accepts (dict of columns, records, rows, arrays).
@@ -47,11 +45,21 @@ class InferenceRequest:
         parameters: Request-level parameters as sent.
     """
 
-    data: Any
-    outputs: tuple[str, ...] | None = None
-    id: str | None = None
-    binary_outputs: frozenset[str] = frozenset()
-    parameters: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("binary_outputs", "data", "id", "outputs", "parameters")
+
+    def __init__(
+        self,
+        data: Any,
+        outputs: tuple[str, ...] | None = None,
+        id: str | None = None,
+        binary_outputs: frozenset[str] = frozenset(),
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
+        self.data = data
+        self.outputs = outputs
+        self.id = id
+        self.binary_outputs = binary_outputs
+        self.parameters = parameters if parameters is not None else {}
 
 
 def datatype_of(dtype: np.dtype[Any]) -> str:

@@ -49,20 +49,19 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 
 
 def _read_inputs(raw_inputs: Any, body: Body) -> dict[str, np.ndarray]:
-    if not isinstance(raw_inputs, list) or not raw_inputs:
+    if type(raw_inputs) is not list or not raw_inputs:
         raise BadRequest("'inputs' must be a non-empty list of tensors.", hint=_HINT)
     offset = body.json_length or 0
-    tail = memoryview(body.data)
     arrays: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(raw_inputs):
-        if not isinstance(tensor, dict):
+        if type(tensor) is not dict:
             raise BadRequest(f"inputs[{i}] must be an object, got {type(tensor).__name__}.", hint=_HINT)
         name = tensor.get("name")
-        if not isinstance(name, str) or not name:
+        if type(name) is not str or not name:
             raise BadRequest(f"inputs[{i}] has no 'name'.", hint=_HINT)
-        where = f"input {name!r}"
         if name in arrays:
-            raise BadRequest(f"{where} is given twice.", hint="Send each input once.")
+            raise BadRequest(f"input {name!r} is given twice.", hint="Send each input once.")
+        where = _Where(name)
         shape = shape_of(tensor.get("shape"), where)
         datatype = tensor.get("datatype")
         params = tensor.get("parameters")
@@ -73,7 +72,8 @@ def _read_inputs(raw_inputs: Any, body: Body) -> dict[str, np.ndarray]:
                     f"{where}: binary_data_size {size!r} does not fit the binary part of the body.",
                     hint="Send the Inference-Header-Content-Length header and one binary tensor per such input.",
                 )
-            arrays[name] = array_from_binary(tail[offset : offset + size], str(datatype), shape, where)
+            raw = memoryview(body.data)[offset : offset + size]
+            arrays[name] = array_from_binary(raw, str(datatype), shape, where)
             offset += size
         elif "data" in tensor:
             arrays[name] = array_from_json(tensor["data"], str(datatype) if datatype else "", shape, where)
@@ -82,22 +82,44 @@ def _read_inputs(raw_inputs: Any, body: Body) -> dict[str, np.ndarray]:
     return arrays
 
 
+class _Where(str):
+    """``input 'name'`` for error messages, formatted only when a message uses it."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str) -> _Where:
+        return super().__new__(cls, name)
+
+    def __str__(self) -> str:
+        return f"input {str.__repr__(self)}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 def _requested_outputs(raw_outputs: Any, parameters: dict[str, Any]) -> tuple[tuple[str, ...] | None, frozenset[str]]:
     all_binary = parameters.get("binary_data_output") is True
     if raw_outputs is None:
-        return None, frozenset({"*"}) if all_binary else frozenset()
-    if not isinstance(raw_outputs, list):
+        return None, _ALL if all_binary else _NONE
+    if type(raw_outputs) is not list:
         raise BadRequest("'outputs' must be a list of {'name': ...} objects.", hint=_HINT)
     names: list[str] = []
     binary: set[str] = set()
     for i, out in enumerate(raw_outputs):
-        name = out.get("name") if isinstance(out, dict) else None
-        if not isinstance(name, str):
+        name = out.get("name") if type(out) is dict else None
+        if type(name) is not str:
             raise BadRequest(f"outputs[{i}] has no 'name'.", hint=_HINT)
         names.append(name)
-        if all_binary or _mapping(out.get("parameters"), f"output {name!r} parameters").get("binary_data") is True:
+        params = out.get("parameters")
+        if all_binary or (
+            params is not None and _mapping(params, f"output {name!r} parameters").get("binary_data") is True
+        ):
             binary.add(name)
-    return tuple(names), frozenset(binary)
+    return tuple(names), frozenset(binary) if binary else _NONE
+
+
+_ALL = frozenset({"*"})
+_NONE: frozenset[str] = frozenset()
 
 
 def _tabular_data(arrays: dict[str, np.ndarray], signature: Signature) -> Any:
