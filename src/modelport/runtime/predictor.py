@@ -195,6 +195,8 @@ class Predictor:
 
     def n_rows(self, model_input: ModelInput) -> int:
         """Number of rows (the batch dimension) of a coerced model input."""
+        if type(model_input) is np.ndarray:  # the usual case, before the (slower) ABC check
+            return int(model_input.shape[0])
         if isinstance(model_input, Mapping):
             first = next(iter(model_input.values()), None)
             return 0 if first is None else int(first.shape[0])

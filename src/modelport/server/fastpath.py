@@ -21,6 +21,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Scope
 
 _PREDICTION_SUFFIXES = ("/infer", ":predict")
+MAX_REMEMBERED = 4096
+"""Matched paths kept (a path names a model and version: a server sees few; beyond, it matches again)."""
 
 
 class FastPath:
@@ -35,16 +37,24 @@ class FastPath:
         self._routes: tuple[tuple[re.Pattern[str], ASGIApp], ...] = tuple(
             (route.path_regex, route.app) for route in routes if isinstance(route, Route) and _is_prediction(route)
         )
+        self._seen: dict[str, tuple[ASGIApp, dict[str, str]]] = {}  # path -> match: clients repeat their paths
 
     def match(self, scope: Scope) -> ASGIApp | None:
         """The guarded endpoint for this HTTP request (its ``path_params`` set), or ``None``."""
         if scope["method"] == "POST" and not scope.get("root_path"):
             path: str = scope["path"]
+            seen = self._seen.get(path)
+            if seen is not None:
+                scope["path_params"] = dict(seen[1])
+                return seen[0]
             if path.endswith(_PREDICTION_SUFFIXES):
                 for pattern, endpoint in self._routes:
                     found = pattern.match(path)
                     if found is not None:
-                        scope["path_params"] = found.groupdict()
+                        params = found.groupdict()
+                        if len(self._seen) < MAX_REMEMBERED:
+                            self._seen[path] = (endpoint, dict(params))
+                        scope["path_params"] = params
                         return endpoint
         return None
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive
+from starlette.types import Message, Receive
 
 from modelport.core.errors import BadRequest
 from modelport.server.errors import UnsupportedMediaType, too_large
@@ -136,8 +136,7 @@ class _Decoder:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Headers:
+class _Headers(NamedTuple):
     content_type: bytes | None
     content_length: bytes | None
     content_encoding: bytes | None
@@ -188,17 +187,27 @@ async def read_body(
     declared = found.content_length
     if decoder is None and declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
-    data = await _receive_all(receive, decoder, limit, limits.max_chunks)
+    message = await receive()
+    if decoder is None and message["type"] == "http.request" and not message.get("more_body", False):
+        data: bytes = message.get("body", b"")  # the whole body in one message: the usual case
+        if len(data) > limit:
+            raise too_large(limit)
+    else:
+        data = await _receive_all(receive, decoder, limit, limits.max_chunks, message)
     if found.binary_length is None:
         return Body(data, csv=True) if csv else Body(data)
     return Body(data, _json_length(found.binary_length, len(data)))
 
 
-async def _receive_all(receive: Receive, decoder: _Decoder | None, limit: int, max_chunks: int) -> bytes:
+async def _receive_all(
+    receive: Receive, decoder: _Decoder | None, limit: int, max_chunks: int, first: Message
+) -> bytes:
     parts: list[bytes] = []
     size = chunks = 0
+    message = first
     while True:
-        message = await receive()
+        if chunks:
+            message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk: bytes = message.get("body", b"")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -90,6 +90,11 @@ class ServedVersion:
         self.output_names = predictor.output_names
         self.classes = predictor.classes
         self.flavor = predictor.manifest.flavor
+        self.answer_headers = ((b"x-model-name", self.name.encode()), (b"x-model-version", str(version).encode()))
+        """The response headers that name the version that answered."""
+        self.coerce: Callable[[Any], ModelInput] = predictor.coerce
+        """Validate caller data against the signature (the predictor's own, bound once)."""
+        self._outputs_checked: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.in_flight = 0
         self.retired = False
         self._settings = settings
@@ -131,18 +136,20 @@ class ServedVersion:
         )
         self._batcher.start()
 
-    def coerce(self, data: Any) -> ModelInput:
-        """Validate caller data against the signature."""
-        return self.predictor.coerce(data)
-
     def check_outputs(self, outputs: Sequence[str] | None) -> tuple[str, ...]:
         """The outputs to compute: the given ones (validated) or every output."""
         if outputs is None:
             return self.output_names
-        return self.predictor.check_outputs(outputs)
+        key = tuple(outputs)
+        checked = self._outputs_checked.get(key)
+        if checked is None:
+            checked = self.predictor.check_outputs(key)
+            if len(self._outputs_checked) < 64:  # the few selections clients actually send
+                self._outputs_checked[key] = checked
+        return checked
 
-    async def submit(self, model_input: ModelInput, outputs: tuple[str, ...]) -> Results:
-        """Score one request through the batcher.
+    def submit(self, model_input: ModelInput, outputs: tuple[str, ...]) -> Awaitable[Results]:
+        """Score one request through the batcher (await the result).
 
         Raises:
             Overloaded: The queue is full.
@@ -150,7 +157,7 @@ class ServedVersion:
         """
         if self._batcher is None:
             raise RuntimeError(f"{self!r} is not started")
-        return await self._batcher.submit(BatchItem(model_input, outputs))
+        return self._batcher.submit(BatchItem(model_input, outputs))
 
     def _process(self, items: list[BatchItem]) -> list[Results | BaseException]:
         """Score a batch in one model call (run in the executor)."""
