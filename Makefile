@@ -18,10 +18,15 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	touch $(RUN_STAMP)
 
 # What the tests need: every extra, the dev tools, and torch 2.13.0 (the CPU build available
-# offline here; pinned so pip never pulls a multi-GB CUDA build).
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+# offline here; pinned so pip never pulls a multi-GB CUDA build). Then the KServe SDK's REST client
+# for tests/server/test_kserve_client.py, in its own step: kserve pins pandas<3 (for its model
+# server, which we do not use), so it goes in with --no-deps, after the modules its import loads
+# (requirements/kserve-client.txt says why each; installing kserve last keeps pip's resolver quiet).
+$(DEV_STAMP): pyproject.toml requirements/kserve-client.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements/kserve-client.txt
+	$(BIN)/python -m pip install --quiet --no-deps "kserve==0.21.0"
 	touch $(DEV_STAMP) $(RUN_STAMP)
 
 install: $(DEV_STAMP)

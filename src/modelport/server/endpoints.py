@@ -204,6 +204,19 @@ class Endpoints:
             raise ServiceUnavailable(f"Model {name!r} is not ready: {reason}.", hint="See the server log.")
         await send_json(send, {"name": name, "ready": True})
 
+    async def v1_model_ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v1/models/{name}``: KServe V1 model status, answered as ``model_ready`` answers.
+
+        ``{"name": ..., "ready": true}``, 503 with the reason, or 404 naming the served models: the
+        shapes KServe's own server gives, and what its SDK's V1 ``is_model_ready`` reads.
+        """
+        await self.model_ready(scope, receive, send)
+
+    async def v1_live(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /``: KServe V1 liveness, ``{"status": "alive"}`` as KServe's own server answers."""
+        request_info(scope).route = "health"
+        await send_json(send, {"status": "alive"})
+
     async def metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /metrics``: Prometheus text exposition."""
         request_info(scope).route = "metrics"

@@ -56,6 +56,7 @@ SCHEMAS: dict[str, Any] = {
         ("error", "type", "request_id"),
     ),
     "Live": _obj({"live": {"type": "boolean"}}),
+    "V1Live": _obj({"status": {"type": "string", "enum": ["alive"]}}),
     "Ready": _obj({"ready": {"type": "boolean"}}),
     "ModelReady": _obj({"name": {"type": "string"}, "ready": {"type": "boolean"}}),
     "ServerMetadata": _obj(
