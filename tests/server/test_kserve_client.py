@@ -202,5 +202,6 @@ async def test_v1_liveness_and_model_status(half_ready_url: str) -> None:
     assert (ready.status_code, ready.json()) == (200, {"name": "iris", "ready": True})
     assert broken.status_code == 503
     assert broken.json()["error"].startswith("Model 'broken' is not ready")
+    assert broken.json()["error"].count("is not ready") == 1  # the reason, not the whole message, is quoted
     assert "IntegrityError" in broken.json()["error"]
     assert "truncated" in broken.json()["error"]

@@ -76,7 +76,7 @@ class ModelportApp(Starlette):
             endpoint = self.fast_path.match(scope)
             if endpoint is not None:
                 scope["app"] = self
-                await self.envelope.handle(scope, receive, send, endpoint, own_headers=True)
+                await self.envelope.direct(scope, receive, send, endpoint)
                 return
         await super().__call__(scope, receive, send)
 

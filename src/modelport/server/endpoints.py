@@ -224,13 +224,13 @@ class Endpoints:
 
     # --- prediction ----------------------------------------------------------------------------
 
-    async def v2_infer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``POST /v2/models/{name}[/versions/{version}]/infer``."""
-        await self._predict(scope, receive, send, "v2_infer", _path(scope, "name"), self._parse_v2, _encode_v2)
+    def v2_infer(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """``POST /v2/models/{name}[/versions/{version}]/infer`` (returns the coroutine: one frame less per request)."""
+        return self._predict(scope, receive, send, "v2_infer", _path(scope, "name"), self._parse_v2, _encode_v2)
 
-    async def v1_predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def v1_predict(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """``POST /v1/models/{name}[/versions/{version}]:predict``."""
-        await self._predict(scope, receive, send, "v1_predict", _path(scope, "name"), self._parse_v1, _encode_v1)
+        return self._predict(scope, receive, send, "v1_predict", _path(scope, "name"), self._parse_v1, _encode_v1)
 
     async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /invocations`` (MLflow, JSON or ``text/csv``): the only served model, or ``default_model``."""
@@ -267,7 +267,10 @@ class Endpoints:
                 body = await read_body(receive, scope["headers"], self.state.limits, accept_csv=route == "invocations")
                 request = parse(body, served)
                 outputs = served.check_outputs(request.outputs)
-                results = await self._score(served, request, outputs, len(body.data))
+                if self.state.cache is None and len(body.data) < THREAD_COERCE_BYTES:
+                    results = await served.submit(served.coerce(request.data), outputs)  # the usual case, inline
+                else:
+                    results = await self._score(served, request, outputs, len(body.data))
             encoded = encode(request, results, served)
         except Exception as exc:
             self._count_refusal(served, exc)
@@ -279,11 +282,11 @@ class Endpoints:
             raise
         finally:
             served.release()
-        headers = [(b"x-model-name", served.name.encode()), (b"x-model-version", str(served.version).encode())]
+        headers = [*served.answer_headers, *encoded.headers]
         if info.direct:
             headers.append(id_header(info))
             info.status = 200
-        await send_body(send, 200, encoded.body, content_type=encoded.content_type, headers=headers + encoded.headers)
+        await send_body(send, 200, encoded.body, content_type=encoded.content_type, headers=headers)
         self._log(info, served, request, results, started, None, answer)
         if release is not None and routing is not None:
             routing.observe(release, served.version, answer, _ms(started), True)

@@ -153,10 +153,16 @@ class ModelManager:
             return by_version.get(int(version))
         return self._aliases.get(name, {}).get(version)
 
-    def _not_served(self, name: str, version: str | None) -> Exception:
+    def _waiting_reason(self, name: str, version: str | None) -> str | None:
+        """Why ``name`` (``version``) does not serve yet when it is being loaded or failed to load."""
         waiting = [t for t in self._targets if t.name == name and t.bound is None and not t.extra]
         if waiting and (name not in self._versions or (version is None and name not in self._defaults)):
-            reason = waiting[0].error or "loading"
+            return waiting[0].error or "loading"
+        return None
+
+    def _not_served(self, name: str, version: str | None) -> Exception:
+        reason = self._waiting_reason(name, version)
+        if reason is not None:
             return ServiceUnavailable(
                 f"Model {name!r} is not ready: {reason}.",
                 hint="Retry shortly; the operator can see the reason in /v2/repository/index and the server log.",
@@ -201,8 +207,8 @@ class ModelManager:
         """
         try:
             self.lookup(name, version).release()
-        except ServiceUnavailable as exc:
-            return False, exc.message
+        except ServiceUnavailable:
+            return False, self._waiting_reason(name, version) or "not serving"
         except NotFound:
             failed = [
                 t for t in self._targets if t.name == name and t.error and version in (None, str(t.failed_version))

@@ -44,6 +44,7 @@ class RequestInfo:
         self.direct = direct
         """The endpoint sends the ``X-Request-ID`` header itself and sets :attr:`status` (fast path)."""
         self.status = 0
+        """The status sent, once the response has started (0 before)."""
 
 
 def id_header(info: RequestInfo) -> tuple[bytes, bytes]:
@@ -131,62 +132,71 @@ class RequestEnvelope:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        await self.handle(scope, receive, send, self.app, own_headers=False)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, *, own_headers: bool) -> None:
-        """Run ``app`` for one HTTP request inside the envelope.
-
-        Args:
-            own_headers: ``app`` adds the ``X-Request-ID`` header itself (see :func:`id_header`)
-                and records the status it sent in :attr:`RequestInfo.status` (``info.direct`` tells
-                it so), so ``send`` needs no wrapper: the prediction fast path.
-        """
         started = time.perf_counter()
-        info = RequestInfo(_request_id(scope["headers"], self.ids), own_headers)
+        info = RequestInfo(_request_id(scope["headers"], self.ids))
         scope["modelport"] = info
         status = 500
-        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
-                response_started = True
+                status = info.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), id_header(info)]
             await send(message)
 
         self.in_flight.enter()
         try:
-            await app(scope, receive, send if own_headers else send_with_id)
-        except ClientDisconnect:
-            status, info.error_type = CLIENT_CLOSED, "ClientDisconnect"
+            await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            info.error_type = exc.type if isinstance(exc, ModelportError) else type(exc).__name__
-            if info.status:
-                status, response_started = info.status, True
-            if response_started:
-                translate(exc, info.request_id)  # logs unexpected errors; the response is already underway
-            else:
-                reply = translate(exc, info.request_id)
-                status = reply.status
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": reply.status,
-                        "headers": [
-                            (b"content-type", JSON_TYPE.encode()),
-                            (b"content-length", str(len(reply.body)).encode()),
-                            *reply.headers,
-                            id_header(info),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": reply.body})
+            status = await self._fail(exc, info, send)
         finally:
-            if own_headers and info.status:
-                status = info.status
             self.in_flight.leave()
             self._record(scope, info, status, time.perf_counter() - started)
+
+    async def direct(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        """Run ``app`` for one HTTP request inside the envelope, without wrapping ``send``.
+
+        The prediction fast path: ``app`` sees ``info.direct``, adds the ``X-Request-ID`` header
+        itself (see :func:`id_header`) and records the status it sent in :attr:`RequestInfo.status`.
+        """
+        started = time.perf_counter()
+        info = RequestInfo(_request_id(scope["headers"], self.ids), True)
+        scope["modelport"] = info
+        in_flight = self.in_flight
+        in_flight.count += 1  # InFlight.enter, inlined on the hot path
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:
+            await self._fail(exc, info, send)
+        finally:
+            in_flight.leave()
+            self._record(scope, info, info.status or 500, time.perf_counter() - started)
+
+    async def _fail(self, exc: Exception, info: RequestInfo, send: Send) -> int:
+        """Answer ``exc`` (unless a response is already underway); return the status to record."""
+        if isinstance(exc, ClientDisconnect):
+            info.error_type = "ClientDisconnect"
+            info.status = CLIENT_CLOSED
+            return CLIENT_CLOSED
+        info.error_type = exc.type if isinstance(exc, ModelportError) else type(exc).__name__
+        reply = translate(exc, info.request_id)  # logs unexpected errors
+        if info.status:
+            return info.status  # the response is already underway: nothing more can be sent
+        info.status = reply.status
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [
+                    (b"content-type", JSON_TYPE.encode()),
+                    (b"content-length", str(len(reply.body)).encode()),
+                    *reply.headers,
+                    id_header(info),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": reply.body})
+        return reply.status
 
     def _record(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
         self.metrics.observe_request(info.route, info.model or "", status, seconds)
