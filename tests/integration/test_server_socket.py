@@ -1,5 +1,6 @@
 """The server on a real socket under uvicorn: the same predictions over V2, V1 and MLflow as
-``Predictor.predict``, worker processes through the factory, and a clean shutdown on SIGTERM."""
+``Predictor.predict``, worker processes through the factory (each one's /metrics counting every
+worker's requests), and a clean shutdown on SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelport.bundle.io import load_bundle
 from modelport.runtime.predictor import Predictor
@@ -53,6 +56,7 @@ def _running(config: ServerConfig) -> Iterator[tuple[subprocess.Popen[str], str]
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        start_new_session=True,  # its own process group: a failed test kills the workers too
     )
     base = f"http://127.0.0.1:{config.port}"
     deadline = time.monotonic() + 90
@@ -69,7 +73,7 @@ def _running(config: ServerConfig) -> Iterator[tuple[subprocess.Popen[str], str]
         yield proc, base
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers hold the output pipe open as well
             proc.communicate()
 
 
@@ -96,11 +100,43 @@ def test_one_worker_serves_every_protocol_and_exits_cleanly_on_sigterm(bundle: P
     assert '"path":"/v2/models/iris/infer","status":200' in output
 
 
-def test_two_workers_through_the_factory(bundle: Path) -> None:
+def _worker_of(response: httpx.Response) -> str:
+    """The answering worker: request ids start with a random per-app prefix of 12 hex digits."""
+    return response.headers["x-request-id"][:12]
+
+
+def _predict_on_a_new_connection(base: str) -> str:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        response = client.post("/v1/models/iris:predict", json={"instances": rows(1)})
+    assert response.status_code == 200
+    return _worker_of(response)
+
+
+def _predictions_counted(text: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "modelport_requests_total" and sample.labels["route"] == "v1_predict"
+    )
+
+
+def test_two_workers_through_the_factory_and_every_scrape_counts_both(bundle: Path) -> None:
     config = ServerConfig(models=(str(bundle),), port=_free_port(), poll_interval_s=0, workers=2, access_log=False)
-    with _running(config) as (proc, base), httpx.Client(base_url=base, timeout=10) as client:
-        for _ in range(10):
-            assert client.post("/v1/models/iris:predict", json={"instances": rows(1)}).status_code == 200
+    with _running(config) as (proc, base):
+        workers: set[str] = set()
+        sent = 0
+        with ThreadPoolExecutor(8) as pool:  # concurrent connections: the kernel hands them to both workers
+            while len(workers) < 2 or sent < 24:
+                assert sent < 400, f"every connection went to one worker: {workers}"
+                workers.update(pool.map(lambda _: _predict_on_a_new_connection(base), range(8)))
+                sent += 8
+        time.sleep(1.5)  # each worker shares a snapshot every second
+        for _ in range(6):
+            with httpx.Client(base_url=base, timeout=10) as client:  # a new connection each time
+                scrape = client.get("/metrics")
+            assert scrape.status_code == 200
+            assert _predictions_counted(scrape.text) == sent, f"scrape through worker {_worker_of(scrape)}"
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
     assert proc.returncode in (0, -signal.SIGTERM), output

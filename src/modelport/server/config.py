@@ -107,6 +107,9 @@ class ServerConfig(BaseModel):
         inference_threads: Threads running model calls; default one per model (at least 2).
         freeze_gc: After start-up, move every object then alive out of the cyclic garbage
             collector's reach (``gc.freeze``), so its full collections stay short under load.
+        worker_metrics_dir: Folder where worker processes share their metrics, so that each one's
+            ``/metrics`` shows the whole server; :func:`~modelport.server.run.run` sets it (a
+            private temporary folder) when it starts several workers. Leave it unset.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -143,6 +146,7 @@ class ServerConfig(BaseModel):
     retry_after_s: int = Field(default=1, ge=1)
     inference_threads: int | None = Field(default=None, ge=1)
     freeze_gc: bool = True
+    worker_metrics_dir: Path | None = None
 
     @field_validator("api_keys", mode="before")
     @classmethod

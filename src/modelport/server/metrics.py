@@ -5,18 +5,25 @@ prediction latency (fed by the runtime through the observer protocol); cache hit
 requests refused for overload or timeout; prediction-log drops; auth failures; model readiness.
 The per-request series (requests, latencies, batch sizes, queue times) are
 :mod:`~modelport.server.tallies`: plain numbers updated on the event loop and exported through a
-custom collector, so a request pays a dict lookup and two additions, not a lock. With several
-worker processes each serves its own numbers (scrape each, or run one worker per pod).
+custom collector, so a request pays a dict lookup and two additions, not a lock.
+
+With several worker processes (``--workers N``), every worker's ``/metrics`` shows the whole
+server: the workers share snapshots of their samples through a private folder every second, and
+the scraped worker answers its live numbers plus the others' latest snapshots (counters and
+histograms summed, ``requests_in_flight`` summed, ``model_ready`` the minimum over workers: a
+version serves once every worker serves it). See :mod:`~modelport.server.worker_metrics`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from modelport.server.tallies import CounterFamily, HistogramFamily, HistogramTally
+from modelport.server.worker_metrics import GaugeMerge, WorkerMetrics
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -70,6 +77,9 @@ class ServerMetrics:
         )
         self.model_loads = Counter(f"{ns}_model_loads", "Model load attempts.", ["model", "result"], registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
+        self.gauge_merge: dict[str, GaugeMerge] = {f"{ns}_requests_in_flight": "sum", f"{ns}_model_ready": "min"}
+        """How each gauge merges across worker processes (``sum`` when not listed)."""
+        self.shared: WorkerMetrics | None = None
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -110,8 +120,19 @@ class ServerMetrics:
         """Publish whether ``model`` version ``version`` serves."""
         self.model_ready.labels(model, str(version)).set(1.0 if ready else 0.0)
 
+    def share(self, directory: Path) -> WorkerMetrics:
+        """From now on, merge with the other worker processes' metrics through ``directory``.
+
+        Returns:
+            The worker's side of the folder; run its :meth:`~WorkerMetrics.run` while serving.
+        """
+        self.shared = WorkerMetrics(directory, self.registry, gauge_merge=self.gauge_merge)
+        return self.shared
+
     def render(self) -> bytes:
-        """The text exposition of every metric."""
+        """The text exposition of every metric (of every worker, once :meth:`share` was called)."""
+        if self.shared is not None:
+            return self.shared.render()
         return generate_latest(self.registry)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float | None:

@@ -7,6 +7,8 @@ rebuild the app from an import-string factory: the :class:`WorkerSpec` (the serv
 registry location) travels to them as JSON in the ``MODELPORT_SERVER_WORKER`` environment variable,
 which :func:`worker_spec_from_environment` reads back. :func:`worker_app` is the default factory;
 the composition root passes its own (e.g. to add the ONNX fast path) built on the same helper.
+The workers also get a private temporary folder (``worker_metrics_dir``, removed when the server
+exits) through which they share their metrics (:mod:`~modelport.server.worker_metrics`).
 On SIGTERM uvicorn stops accepting connections, lets in-flight requests finish (up to
 ``drain_timeout_s``), then runs the app's shutdown; the single-worker server also turns readiness
 to 503 the moment the signal arrives.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
@@ -180,5 +183,7 @@ def run(
             raise ConfigError("run() with one worker needs the app.", hint="Pass app=create_app(config, ...).")
         _DrainingServer(uvicorn.Config(app, **options), app).run()
         return
-    os.environ[WORKER_ENV] = WorkerSpec(config=config, registry=registry).to_json()
-    uvicorn.run(factory, factory=True, workers=config.workers, **options)
+    with tempfile.TemporaryDirectory(prefix="modelport-metrics-", ignore_cleanup_errors=True) as folder:  # 0700
+        config = config.model_copy(update={"worker_metrics_dir": Path(folder)})
+        os.environ[WORKER_ENV] = WorkerSpec(config=config, registry=registry).to_json()
+        uvicorn.run(factory, factory=True, workers=config.workers, **options)

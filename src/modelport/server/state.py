@@ -3,12 +3,15 @@
 Constructors only store; :meth:`ServerState.start` (inside the running loop) creates the thread
 pools, the cache, the prediction-log writer and loads the models; :meth:`ServerState.stop` turns
 readiness off, drains in-flight requests (up to ``drain_timeout_s``), then unloads models and
-closes the rest. Nothing here is global: two apps in one process share nothing.
+closes the rest. In a worker process of a several-worker server (``worker_metrics_dir`` set) it also
+runs the task sharing the metrics with the other workers. Nothing here is global: two apps in one
+process share nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from concurrent.futures import Executor
@@ -71,6 +74,8 @@ class ServerState:
             manager.on_loaded = self.predlog.register
         self.access_log = AccessLog(config.access_log)
         self.in_flight = InFlight()
+        metrics.in_flight.set_function(lambda: self.in_flight.count)  # read at scrape time, not per request
+        self._metrics_sharing: asyncio.Task[None] | None = None
         self.cache: PredictionCache | None = None
         self.version = package_version()
         self.limits = BodyLimits(
@@ -96,6 +101,9 @@ class ServerState:
             self.prediction_log.start()
         if self.releases is not None:
             await self.releases.start()
+        if self.config.worker_metrics_dir is not None:
+            shared = self.metrics.share(self.config.worker_metrics_dir)
+            self._metrics_sharing = asyncio.create_task(shared.run(), name="modelport-worker-metrics")
         await self.manager.start()
         if self.config.freeze_gc:
             gc.collect()
@@ -126,3 +134,7 @@ class ServerState:
         if self.prediction_log is not None:
             await asyncio.to_thread(self.prediction_log.stop)
         self.manager.loader.close()
+        if self._metrics_sharing is not None:
+            self._metrics_sharing.cancel()  # it writes a last snapshot as it ends
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._metrics_sharing
