@@ -78,8 +78,7 @@ async def test_v2_infer_matches_the_predictor(app: Any, iris_bundles: dict[int, 
         assert out["name"] == "predict"
         assert out["shape"] == [5]
         assert out["data"] == _expected(iris_bundles[1], records)
-        assert resp.headers["x-model-name"] == "iris"
-        assert resp.headers["x-model-version"] == "1"
+        assert "x-model-name" not in resp.headers  # the body names them; headers only on request
         assert len(resp.headers["x-request-id"]) >= 16
         versioned = await client.post("/v2/models/iris/versions/1/infer", json=v2_body(records))
         names = [o["name"] for o in versioned.json()["outputs"]]
@@ -273,3 +272,26 @@ def test_create_app_refuses_registry_references_without_a_registry() -> None:
         create_app(ServerConfig(models=("iris@production",)), registry=None)
     with pytest.raises(ConfigError, match="Nothing to serve"):
         create_app(ServerConfig(), registry=None)
+
+
+async def test_version_headers_on_request_and_always_on_invocations(iris_bundles: dict[int, Path]) -> None:
+    plain = create_app(ServerConfig(models=(str(iris_bundles[1]),), poll_interval_s=0), registry=None)
+    named = create_app(
+        ServerConfig(models=(str(iris_bundles[1]),), poll_interval_s=0, version_headers=True), registry=None
+    )
+    records = rows(2)
+    async with serving(plain) as client:
+        v1 = await client.post("/v1/models/iris:predict", json={"instances": records})
+        mlflow = await client.post("/invocations", json={"dataframe_records": records})
+    assert "x-model-version" not in v1.headers
+    assert (v1.json()["model_name"], v1.json()["model_version"]) == ("iris", "1")
+    assert (mlflow.headers["x-model-name"], mlflow.headers["x-model-version"]) == ("iris", "1")
+    async with serving(named) as client:
+        for resp in (
+            await client.post("/v2/models/iris/infer", json=v2_body(records)),
+            await client.post("/v1/models/iris:predict", json={"instances": records}),
+            await client.post("/invocations", json={"dataframe_records": records}),
+        ):
+            assert resp.status_code == 200, resp.text
+            assert resp.headers.get_list("x-model-name") == ["iris"]  # once, even on /invocations
+            assert resp.headers["x-model-version"] == "1"

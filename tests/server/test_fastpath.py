@@ -97,7 +97,7 @@ async def test_fast_predictions_keep_auth_errors_request_ids_and_metrics(iris_bu
         ok = await client.post("/v2/models/iris/versions/1/infer", json=body, headers=headers)
         assert ok.status_code == 200
         assert ok.headers["x-request-id"] == "caller-id-1"
-        assert (ok.headers["x-model-name"], ok.headers["x-model-version"]) == ("iris", "1")
+        assert (ok.json()["model_name"], ok.json()["model_version"]) == ("iris", "1")
         v1 = await client.post("/v1/models/iris:predict", json={"instances": rows(1)}, headers=headers)
         assert v1.status_code == 200
         assert len(v1.json()["predictions"]) == 1

@@ -113,7 +113,7 @@ async def test_canary_split_is_within_binomial_bounds(registry: Registry) -> Non
     n, p = 2000, 0.10
     answered: Counter[str] = Counter()
     routes: Counter[str] = Counter()
-    app = create_app(_config(), registry=registry, release_settings=_fast(seed=7))
+    app = create_app(_config(version_headers=True), registry=registry, release_settings=_fast(seed=7))
     async with serving(app) as client:
         await _until(lambda: _serves(client, "2"), "the canary to load")
         for _ in range(n // 100):

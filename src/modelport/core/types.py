@@ -6,6 +6,7 @@ A signature is either *tabular* (named, typed columns: what a DataFrame-trained 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -67,10 +68,15 @@ class Signature(_Frozen):
     tensors: tuple[TensorSpec, ...] = ()
     outputs: tuple[OutputSpec, ...] = ()
 
-    @property
+    @cached_property
     def column_names(self) -> tuple[str, ...]:
         """Input column names in signature order (empty for tensor signatures)."""
         return tuple(c.name for c in self.columns)
+
+    @cached_property
+    def column_set(self) -> frozenset[str]:
+        """Input column names, for membership tests on hot paths."""
+        return frozenset(self.column_names)
 
     @property
     def output_names(self) -> tuple[str, ...]:

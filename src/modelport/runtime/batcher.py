@@ -133,8 +133,11 @@ class MicroBatcher(Generic[T, R]):
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"modelport-batch-{self.name}")
         self._task = loop.create_task(self._run(), name=f"modelport-batcher-{self.name}")
 
-    async def submit(self, item: T) -> R:
-        """Queue ``item``, wait for its batch, and return its result.
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item`` now; the returned future resolves to its result once its batch ran.
+
+        A plain function handing back the future (not a coroutine): awaiting it costs the
+        caller no extra frame. Cancelling the future gives up on the item.
 
         Raises:
             Overloaded: The queue is full.
@@ -161,7 +164,7 @@ class MicroBatcher(Generic[T, R]):
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
-        return await future
+        return future
 
     async def stop(self, *, drain: bool = True, timeout_s: float | None = None) -> None:
         """Stop taking items, then finish (``drain``) or fail the queued ones, and await the task.

@@ -28,6 +28,11 @@ class AccessLog:
         self.enabled = enabled
         self.logger = logger or logging.getLogger(ACCESS_LOGGER)
 
+    @property
+    def active(self) -> bool:
+        """Whether :meth:`write` would log (enabled, and the logger takes INFO)."""
+        return self.enabled and self.logger.isEnabledFor(logging.INFO)
+
     def write(
         self,
         *,

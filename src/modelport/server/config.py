@@ -107,6 +107,11 @@ class ServerConfig(BaseModel):
         inference_threads: Threads running model calls; default one per model (at least 2).
         freeze_gc: After start-up, move every object then alive out of the cyclic garbage
             collector's reach (``gc.freeze``), so its full collections stay short under load.
+        version_headers: Also name the model and version that answered in ``X-Model-Name`` and
+            ``X-Model-Version`` headers on V2 and V1 responses, whose bodies always name them (for
+            a proxy that routes or counts by header). ``/invocations`` always sends them: MLflow's
+            body has no place for them. Off by default: each header costs the HTTP server about
+            as much as parsing the request's JSON.
         worker_metrics_dir: Folder where worker processes share their metrics, so that each one's
             ``/metrics`` shows the whole server; :func:`~modelport.server.run.run` sets it (a
             private temporary folder) when it starts several workers. Leave it unset.
@@ -146,6 +151,7 @@ class ServerConfig(BaseModel):
     retry_after_s: int = Field(default=1, ge=1)
     inference_threads: int | None = Field(default=None, ge=1)
     freeze_gc: bool = True
+    version_headers: bool = False
     worker_metrics_dir: Path | None = None
 
     @field_validator("api_keys", mode="before")

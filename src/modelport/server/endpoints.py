@@ -127,7 +127,7 @@ def _encode_v1(request: InferenceRequest, results: Results, served: ServedVersio
 
 
 def _encode_mlflow(request: InferenceRequest, results: Results, served: ServedVersion) -> Encoded:
-    return Encoded(dumps(mlflow.encode_invocations(results)))
+    return Encoded(dumps(mlflow.encode_invocations(results)), headers=list(served.answer_headers))
 
 
 class Endpoints:
@@ -250,16 +250,8 @@ class Endpoints:
         info = request_info(scope)
         info.route = route
         started = time.perf_counter()
-        version = _version(scope)
         routing = self.state.releases
-        release = None
-        if routing is not None and (version is None or not version.isdigit()):
-            release = routing.lookup(name, version or "production")
-        answer: Answer = "primary"
-        if release is None:
-            served = self.state.manager.lookup(name, version)
-        else:
-            served, answer = self._route(release, name, version, scope)
+        served, release, answer = self._answering(scope, name)
         info.model, info.version = served.name, served.version
         request: InferenceRequest | None = None
         try:
@@ -282,7 +274,9 @@ class Endpoints:
             raise
         finally:
             served.release()
-        headers = [*served.answer_headers, *encoded.headers]
+        headers = encoded.headers
+        if self.config.version_headers and route != "invocations":  # MLflow's encoder always adds them
+            headers.extend(served.answer_headers)
         if info.direct:
             headers.append(id_header(info))
             info.status = 200
@@ -292,6 +286,17 @@ class Endpoints:
             routing.observe(release, served.version, answer, _ms(started), True)
             if release.shadow is not None:
                 release.shadow.offer(ShadowCopy(info.request_id, request.data, outputs, results, len(body.data)))
+
+    def _answering(self, scope: Scope, name: str) -> tuple[ServedVersion, ActiveRelease | None, Answer]:
+        """The version that answers (acquired), the release routing it (if any) and its role."""
+        version = _version(scope)
+        routing = self.state.releases
+        if routing is not None and (version is None or not version.isdigit()):
+            release = routing.lookup(name, version or "production")
+            if release is not None:
+                served, answer = self._route(release, name, version, scope)
+                return served, release, answer
+        return self.state.manager.lookup(name, version), None, "primary"
 
     def _route(
         self, release: ActiveRelease, name: str, alias: str | None, scope: Scope

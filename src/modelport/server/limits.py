@@ -45,8 +45,7 @@ class BodyLimits:
     max_json_depth: int
 
 
-@dataclass(frozen=True, slots=True)
-class Body:
+class Body(NamedTuple):
     """A request body read within its limits.
 
     Attributes:
@@ -136,16 +135,9 @@ class _Decoder:
         return out
 
 
-class _Headers(NamedTuple):
-    content_type: bytes | None
-    content_length: bytes | None
-    content_encoding: bytes | None
-    binary_length: bytes | None
-
-
-def _scan(headers: list[tuple[bytes, bytes]]) -> _Headers:
-    """The four headers that matter here, in one pass."""
-    content_type = length = encoding = binary = None
+def _scan(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
+    """Content type, length and encoding, and the binary-extension length: the headers that matter, in one pass."""
+    content_type = length = encoding = binary_length = None
     for name, value in headers:
         if name == b"content-type":
             content_type = value
@@ -154,8 +146,8 @@ def _scan(headers: list[tuple[bytes, bytes]]) -> _Headers:
         elif name == b"content-encoding":
             encoding = value
         elif name == BINARY_HEADER:
-            binary = value
-    return _Headers(content_type, length, encoding, binary)
+            binary_length = value
+    return content_type, length, encoding, binary_length
 
 
 async def read_body(
@@ -176,15 +168,17 @@ async def read_body(
             CSV charset other than UTF-8, or an unknown content encoding.
         BadRequest: A corrupt compressed body, or a bad binary header length.
     """
-    found = _scan(headers)
-    binary = found.binary_length is not None
+    content_type, declared, content_encoding, binary_length = _scan(headers)
+    binary = binary_length is not None
     csv = False
-    if found.content_type is not None and found.content_type != b"application/json":
-        csv = _check_media_type(found.content_type.decode("latin-1"), binary, accept_csv)
+    if content_type is not None and content_type != b"application/json":
+        csv = _check_media_type(content_type.decode("latin-1"), binary, accept_csv)
     limit = limits.max_binary_bytes if binary else limits.max_json_bytes
-    encoding = found.content_encoding.decode("latin-1").strip().lower() if found.content_encoding else "identity"
-    decoder = None if encoding == "identity" else _Decoder(encoding, limit)
-    declared = found.content_length
+    decoder = None
+    if content_encoding is not None:
+        encoding = content_encoding.decode("latin-1").strip().lower()
+        if encoding != "identity":
+            decoder = _Decoder(encoding, limit)
     if decoder is None and declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     message = await receive()
@@ -194,9 +188,9 @@ async def read_body(
             raise too_large(limit)
     else:
         data = await _receive_all(receive, decoder, limit, limits.max_chunks, message)
-    if found.binary_length is None:
-        return Body(data, csv=True) if csv else Body(data)
-    return Body(data, _json_length(found.binary_length, len(data)))
+    if binary_length is None:
+        return Body(data, None, csv)
+    return Body(data, _json_length(binary_length, len(data)))
 
 
 async def _receive_all(

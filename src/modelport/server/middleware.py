@@ -200,6 +200,8 @@ class RequestEnvelope:
 
     def _record(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
         self.metrics.observe_request(info.route, info.model or "", status, seconds)
+        if not self.access_log.active:
+            return
         client: Any = scope.get("client")
         self.access_log.write(
             request_id=info.request_id,

@@ -20,6 +20,7 @@ from modelport.core.errors import BadRequest, ValidationError
 from modelport.core.types import Signature
 from modelport.server.limits import Body, parse_json
 from modelport.server.protocols.tensors import (
+    DATATYPES,
     InferenceRequest,
     array_from_binary,
     array_from_json,
@@ -154,6 +155,70 @@ def _tabular_data(arrays: dict[str, np.ndarray], signature: Signature) -> Any:
     return data
 
 
+_NUMERIC = {name: dtype for name, dtype in DATATYPES.items() if dtype.kind in "biuf"}
+_TENSOR_KEYS = frozenset({"name", "shape", "datatype", "data"})
+
+
+def _simple_request(doc: dict[str, Any], signature: Signature) -> InferenceRequest | None:
+    """The commonest request read in one pass, or ``None`` for anything else.
+
+    One numeric JSON tensor that is the model's whole input (a 2-D input of a tabular model, or
+    the single tensor of a tensor model), outputs named without parameters, no request
+    parameters. It builds exactly what the general parser builds (the same ``np.asarray`` call on
+    the same data); anything unusual or wrong returns ``None`` so that the general parser, the
+    one source of error messages, handles it.
+    """
+    inputs = doc.get("inputs")
+    if type(inputs) is not list or len(inputs) != 1 or "parameters" in doc:
+        return None
+    arr = _simple_tensor(inputs[0], signature)
+    if arr is None:
+        return None
+    raw_outputs = doc.get("outputs")
+    outputs = None if raw_outputs is None else _simple_outputs(raw_outputs)
+    request_id = doc.get("id")
+    if (raw_outputs is not None and outputs is None) or (request_id is not None and type(request_id) is not str):
+        return None
+    return InferenceRequest(arr, outputs, request_id)
+
+
+def _simple_tensor(tensor: Any, signature: Signature) -> np.ndarray | None:
+    if type(tensor) is not dict or tensor.keys() != _TENSOR_KEYS:
+        return None
+    name, shape, data, datatype = tensor["name"], tensor["shape"], tensor["data"], tensor["datatype"]
+    dtype = _NUMERIC.get(datatype) if type(datatype) is str else None
+    if dtype is None or type(name) is not str or type(shape) is not list or type(data) is not list:
+        return None
+    if signature.kind == "tabular":
+        if len(shape) != 2 or name in signature.column_set:
+            return None
+    elif len(signature.tensors) != 1 or signature.tensors[0].name != name:
+        return None
+    size = 1
+    for d in shape:
+        if type(d) is not int or d < 0:
+            return None
+        size *= d
+    try:
+        arr = np.asarray(data, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if arr.size != size:
+        return None
+    return arr if arr.shape == tuple(shape) else arr.reshape(shape)
+
+
+def _simple_outputs(raw_outputs: Any) -> tuple[str, ...] | None:
+    if type(raw_outputs) is not list:
+        return None
+    names = []
+    for out in raw_outputs:
+        if type(out) is not dict or len(out) != 1 or type(out.get("name")) is not str:
+            return None
+        names.append(out["name"])
+    return tuple(names)
+
+
 def parse_infer(body: Body, signature: Signature, max_depth: int) -> InferenceRequest:
     """Parse a V2 ``infer`` request body into an :class:`InferenceRequest`.
 
@@ -165,6 +230,10 @@ def parse_infer(body: Body, signature: Signature, max_depth: int) -> InferenceRe
     doc = parse_json(header, max_depth)
     if not isinstance(doc, dict):
         raise BadRequest(f"The request must be a JSON object, got {type(doc).__name__}.", hint=_HINT)
+    if body.json_length is None:
+        simple = _simple_request(doc, signature)
+        if simple is not None:
+            return simple
     parameters = _mapping(doc.get("parameters"), "'parameters'")
     arrays = _read_inputs(doc.get("inputs"), body)
     outputs, binary = _requested_outputs(doc.get("outputs"), parameters)
