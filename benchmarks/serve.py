@@ -5,7 +5,8 @@ Workloads (one row per request, 32 concurrent connections, wrk as the load gener
 * W1: StandardScaler + LogisticRegression on ``load_breast_cancer`` (30 features).
 * W2: RandomForestClassifier(100 trees, max_depth 12) on ``make_classification(20000, 20, random_state=0)``.
 
-Servers, each in its own process under uvicorn (one worker each, same uvicorn settings):
+Servers, each in its own process under uvicorn (``--workers`` processes each, 1 by default, same
+uvicorn settings):
 
 * ``noop``: a raw ASGI app that answers a fixed JSON body without reading the model: the HTTP ceiling.
 * ``naive``: FastAPI + pydantic, ``model.predict`` per request in an ``async def`` endpoint (what
@@ -13,7 +14,7 @@ Servers, each in its own process under uvicorn (one worker each, same uvicorn se
 * ``modelport``: ``create_app`` with the ONNX Runtime fast path from ``modelport.edge`` when it is
   available (the table says which path served), micro-batching on, default limits.
 
-Run: ``python benchmarks/serve.py [--duration 10] [--connections 32] [--workloads W1,W2]``. Needs
+Run: ``python benchmarks/serve.py [--duration 10] [--connections 32] [--workloads W1,W2] [--workers 1]``. Needs
 ``wrk`` (Debian: ``apt-get install -y wrk``); the script tries to install it when missing and says so
 when it cannot. Prints req/s, p50 and p99 per server and the ratios against the targets.
 """
@@ -138,16 +139,53 @@ def modelport_app(spec: dict[str, Any]) -> tuple[Any, Any]:
     return create_app(config, registry=None, accelerate=accelerate), config
 
 
+SPEC_ENV = "MODELPORT_BENCH_SPEC"
+
+
+def app_factory(kind: str) -> Any:
+    """Build one server's app in a worker process (several workers), from the spec in the environment."""
+    spec = json.loads(os.environ[SPEC_ENV])
+    if kind == "modelport":
+        return modelport_app(spec)[0]
+    return noop_app() if kind == "noop" else naive_app(spec)
+
+
+def noop_factory() -> Any:
+    """uvicorn worker factory: the no-op app."""
+    return app_factory("noop")
+
+
+def naive_factory() -> Any:
+    """uvicorn worker factory: the naive FastAPI app."""
+    return app_factory("naive")
+
+
+def modelport_factory() -> Any:
+    """uvicorn worker factory: modelport's app."""
+    return app_factory("modelport")
+
+
 def serve(kind: str, spec: dict[str, Any]) -> None:
-    """Run one server until SIGTERM."""
+    """Run one server until SIGTERM: one process, or ``spec["workers"]`` uvicorn worker processes."""
     import uvicorn
 
+    workers = int(spec.get("workers", 1))
     options = {"host": "127.0.0.1", "port": spec["port"], "log_level": "warning", "access_log": False}
+    if workers > 1:
+        os.environ[SPEC_ENV] = json.dumps(spec)  # read back by the factory in each worker
+        sys.path.insert(0, str(Path(__file__).parent))  # workers import this file as the module "serve"
     if kind == "modelport":
         from modelport.server.run import run
 
         app, config = modelport_app(spec)
-        run(config, app=app, log_level="warning")
+        if workers > 1:
+            config = config.model_copy(update={"workers": workers})
+            run(config, factory="serve:modelport_factory", log_level="warning")
+        else:
+            run(config, app=app, log_level="warning")
+        return
+    if workers > 1:
+        uvicorn.run(f"serve:{kind}_factory", factory=True, workers=workers, **options)
         return
     app = noop_app() if kind == "noop" else naive_app(spec)
     uvicorn.run(app, **options)
@@ -250,9 +288,9 @@ class Running:
     body: bytes
 
 
-def start_server(kind: str, spec: dict[str, Any]) -> Running:
+def start_server(kind: str, spec: dict[str, Any], workers: int = 1) -> Running:
     """Start one server subprocess and wait until it answers."""
-    spec = {**spec, "port": free_port()}
+    spec = {**spec, "port": free_port(), "workers": workers}
     proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--spec", json.dumps(spec)])
     path, body = request_for(kind, spec)
     url = f"http://127.0.0.1:{spec['port']}{path}"
@@ -290,7 +328,7 @@ def measure(workload: str, spec: dict[str, Any], wrk: str, args: argparse.Namesp
     """Every server on one workload."""
     results: dict[str, Result] = {}
     for kind in SERVERS:
-        server = start_server(kind, spec)
+        server = start_server(kind, spec, args.workers)
         try:
             if kind == "modelport":
                 meta_url = server.url.rsplit("/infer", 1)[0]
@@ -312,7 +350,8 @@ def report(
     """Print the table and the ratios."""
     print()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"{os.cpu_count()} CPU core(s) visible, shared by wrk ({args.threads} threads) and the server (1 worker);"
+    print(f"{os.cpu_count()} CPU core(s) visible, shared by wrk ({args.threads} threads) and the server "
+          f"({args.workers} worker process(es) each);"
           f" {args.connections} connections, {args.duration} s per run; load average now {load}.")  # fmt: skip
     print(f"{'workload':<9}{'server':<11}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for workload, results in all_results.items():
@@ -336,6 +375,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workloads", default="W1,W2")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per server (all three alike)")
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
