@@ -19,24 +19,24 @@ the old one in one transaction, so readers see the old table or the new one, nev
 **Tables.** A missing output table is created with typed columns and a primary key on the key.
 Rejected rows go to ``<table>_rejects`` (reason and original values as JSON). Table and column
 names are validated against a strict pattern and quoted by SQLAlchemy; values are always bound
-parameters (or PostgreSQL ``COPY`` data, the fast path for inserts).
+parameters (or PostgreSQL ``COPY`` data, the fast path for inserts: binary where the table's
+column types allow it, see :mod:`modelport.batch.pg_copy`).
 """
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from modelport.batch.database import open_engine, redacted, same_database, translate
 from modelport.batch.options import WriteMode
+from modelport.batch.pg_copy import PgCopy
 from modelport.batch.scoring import REJECTS_SCHEMA, ScoredChunk
 from modelport.batch.sinks import SinkContext
 from modelport.core.errors import Conflict, InvalidName, ModelportError, Unsupported
@@ -109,6 +109,7 @@ class SqlSink:
         self._rejects: sa.Table | None = None
         self._checkpoints: sa.Table = batch_chunks
         self._finalized = False
+        self._copier = PgCopy()
 
     @property
     def rejects_location(self) -> str:
@@ -220,13 +221,13 @@ class SqlSink:
                 self._target = self._output_table(conn, chunk.output.schema)
             if chunk.output.num_rows:
                 if context.mode == "upsert":
-                    _upsert(conn, self._target, chunk.output, context.key)
+                    _upsert(conn, self._target, chunk.output, context.key, self._copier)
                 else:
-                    _insert(conn, self._target, chunk.output)
+                    _insert(conn, self._target, chunk.output, self._copier)
             if chunk.rejects.num_rows:
                 if self._rejects is None:
                     self._rejects = self._rejects_table(conn)
-                _insert(conn, self._rejects, chunk.rejects)
+                _insert(conn, self._rejects, chunk.rejects, self._copier)
             if self._shared:
                 context.store.commit_chunk(conn, context.run_id, commit)
             else:
@@ -275,9 +276,9 @@ class SqlSink:
         self._engine = None
 
 
-def _insert(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
+def _insert(conn: Connection, table: sa.Table, rows: pa.Table, copier: PgCopy) -> None:
     if conn.dialect.name == "postgresql":
-        _copy(conn, table, rows)
+        copier.write(conn, table, rows)
     elif conn.dialect.name == "sqlite":
         _executemany(conn, table.insert(), rows)
     else:
@@ -304,20 +305,7 @@ def _sqlite_values(column: pa.ChunkedArray) -> list[Any]:
     return column.to_pylist()  # type: ignore[no-any-return]
 
 
-def _copy(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
-    """PostgreSQL ``COPY ... FROM STDIN`` with CSV made by Arrow: the fast bulk path."""
-    preparer = conn.dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(name) for name in rows.schema.names)
-    statement = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT csv)"
-    buffer = io.BytesIO()
-    pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False))
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.write(buffer.getbuffer())
-
-
-def _upsert(conn: Connection, table: sa.Table, rows: pa.Table, key: tuple[str, ...]) -> None:
+def _upsert(conn: Connection, table: sa.Table, rows: pa.Table, key: tuple[str, ...], copier: PgCopy) -> None:
     names = rows.schema.names
     if conn.dialect.name == "postgresql":
         temp = sa.Table(
@@ -328,7 +316,7 @@ def _upsert(conn: Connection, table: sa.Table, rows: pa.Table, key: tuple[str, .
             postgresql_on_commit="DROP",
         )
         temp.create(conn)
-        _copy(conn, temp, rows)
+        copier.write(conn, temp, rows)
         pg = postgresql.insert(table).from_select(names, sa.select(*(temp.c[n] for n in names)))
         conn.execute(
             pg.on_conflict_do_update(index_elements=list(key), set_={n: pg.excluded[n] for n in names if n not in key})
