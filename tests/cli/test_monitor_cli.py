@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message
 
@@ -98,11 +98,14 @@ async def running(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
         assert stopped["type"] == "lifespan.shutdown.complete", stopped
 
 
-async def _predict(client: httpx.AsyncClient, frame: pd.DataFrame, batch: int) -> list[Served]:
+async def _predict(
+    client: httpx.AsyncClient, frame: pd.DataFrame, batch: int, *, name: str = NAME, probabilities: bool = False
+) -> list[Served]:
     answers = []
     for start in range(0, len(frame), batch):
         records = frame.iloc[start : start + batch].to_dict("records")
-        response = await client.post(f"/v1/models/{NAME}:predict", json={"instances": records})
+        body = {"instances": records, "probabilities": True} if probabilities else {"instances": records}
+        response = await client.post(f"/v1/models/{name}:predict", json=body)
         assert response.status_code == 200, response.text
         answers.append(Served(response.headers["x-request-id"], [int(p) for p in response.json()["predictions"]]))
     return answers
@@ -115,22 +118,26 @@ def serve_traffic(
     batch: int = 40,
     alerts: Path | None = None,
     wait_for_alert: str | None = None,
+    name: str = NAME,
+    probabilities: bool = False,
 ) -> list[Served]:
     """Send ``frame`` to the composed server in requests of ``batch`` rows; the log is flushed on shutdown.
+
+    ``name@production`` answers; with ``probabilities``, the requests ask for (and so log) class probabilities.
 
     With ``alerts``, the server evaluates those rules every 50 ms; ``wait_for_alert`` (``model/alert``)
     waits, while the server still runs, until its background task has recorded that alert firing.
     """
 
     async def scenario() -> list[Served]:
-        config = server_config((f"{NAME}@production",), settings=settings, poll_interval_s=0, access_log=False)
+        config = server_config((f"{name}@production",), settings=settings, poll_interval_s=0, access_log=False)
         registry = Registry(settings)
         app = build_app(
             config, settings=settings, registry=registry, accelerate=False, alerts_config=alerts, alerts_interval_s=0.05
         )
         try:
             async with running(app) as client:
-                answers = await _predict(client, frame, batch)
+                answers = await _predict(client, frame, batch, name=name, probabilities=probabilities)
                 if wait_for_alert is not None:
                     await _until_firing(settings, wait_for_alert)
         finally:
@@ -247,6 +254,75 @@ def test_feedback_gives_live_accuracy_of_sklearn(
     missing = cli("monitor", "feedback", NAME, "--file", str(labels), "--key", "customer_id")
     assert missing.exit_code == 2
     assert "customer_id" in missing.stderr
+
+
+def test_multiclass_feedback_gives_one_vs_rest_roc_auc_of_sklearn(
+    settings: Settings, cli: CliRunner, tmp_path: Path
+) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    iris = load_iris(as_frame=True)
+    features = iris.data[["sepal length (cm)", "sepal width (cm)"]]  # overlapping classes: an AUC below 1
+    x_train, x_test, y_train, y_test = train_test_split(features, iris.target, test_size=0.5, random_state=0)
+    model = LogisticRegression(max_iter=1000).fit(x_train, y_train)
+    registry = Registry(settings)
+    try:
+        mv = save_model(model, "iris", sample_input=x_train.head(20), registry=registry)
+        registry.set_alias("iris", "production", mv.version)
+    finally:
+        registry.close()
+    x_test = x_test.reset_index(drop=True)
+    answers = serve_traffic(settings, x_test, batch=15, name="iris", probabilities=True)
+    rows = [(a.request_id, i) for a in answers for i in range(len(a.predictions))]
+    truth = y_test.to_numpy()
+    labels = pd.DataFrame({"request_id": [r[0] for r in rows], "row": [r[1] for r in rows], "truth": truth})
+    first, rest = tmp_path / "first.csv", tmp_path / "rest.csv"
+    labels[truth != 2].to_csv(first, index=False)
+    labels[truth == 2].to_csv(rest, index=False)
+
+    def feedback(path: Path) -> dict[str, Any]:
+        result = cli("monitor", "feedback", "iris", "--file", str(path), "--key", "request_id", "--label", "truth")
+        assert result.exit_code == 0, result.stderr
+        metrics = cli("monitor", "metrics", "iris", "--json")
+        assert metrics.exit_code == 0, metrics.stderr
+        [overall] = metrics.json()["overall"]
+        return dict(overall)
+
+    # Labels of setosa and versicolor only: virginica is never the truth, so no one-vs-rest AUC yet.
+    partial = feedback(first)
+    assert partial["n"] == int((truth != 2).sum())
+    assert partial["roc_auc"] is None
+    assert "n/a" in cli("monitor", "metrics", "iris").stdout
+
+    overall = feedback(rest)
+    expected = roc_auc_score(truth, model.predict_proba(x_test), multi_class="ovr", average="macro", labels=[0, 1, 2])
+    assert 0.6 < expected < 0.99
+    assert overall["n"] == len(truth)
+    assert overall["roc_auc"] == pytest.approx(expected)
+    human = cli("monitor", "metrics", "iris")
+    assert "roc_auc" in human.stdout
+    assert f"{expected:.3g}" in human.stdout
+    assert "n/a" not in human.stdout
+
+    # The dashboard's quality panel reads the same report (its chart draws every roc_auc point).
+    from modelport.api.monitoring import dashboard_app
+
+    async def performance() -> dict[str, Any]:
+        transport = httpx.ASGITransport(app=dashboard_app(settings, registry=registry))
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+            response = await client.get("/api/models/iris/performance", params={"window": "1h"})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    registry = Registry(settings)
+    try:
+        panel = asyncio.run(performance())
+    finally:
+        registry.close()
+    assert panel["overall"][0]["roc_auc"] == pytest.approx(expected)
+    assert any(point["roc_auc"] is not None for point in panel["points"])
 
 
 def test_logs_query_and_where_errors(registered: Settings, cli: CliRunner, data: Data) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn import metrics
+from sklearn.exceptions import UndefinedMetricWarning
 
 from modelport.core.errors import ValidationError
+from modelport.core.types import ColumnSpec, OutputSpec, Signature
 from modelport.monitoring.feedback import FeedbackRecord, FeedbackStore, parse_feedback
 from modelport.monitoring.logview import LogReader
 from modelport.monitoring.performance import classification_metrics, live_metrics, sort_labels
@@ -165,6 +168,129 @@ def test_multiclass_macro_metrics_match_sklearn(tmp_path: Path) -> None:
     ):
         assert point.metrics[name] == pytest.approx(fn(truth, predicted, average="macro")), name
     assert point.metrics["roc_auc"] is None
+
+
+IRIS_CLASSES = ("setosa", "versicolor", "virginica")
+IRIS_SIGNATURE = Signature(
+    kind="tabular",
+    columns=(ColumnSpec(name="x", type="float", dtype="float64"),),
+    outputs=(
+        OutputSpec(name="predict", kind="label", dtype="object", classes=IRIS_CLASSES),
+        OutputSpec(name="predict_proba", kind="probabilities", dtype="float64", shape=(-1, 3), classes=IRIS_CLASSES),
+    ),
+)
+
+
+def log_multiclass(version: int, proba: np.ndarray, classes: Sequence[str] = IRIS_CLASSES) -> list[PredictionRecord]:
+    """One request per row with ``predict_proba``: rows 0-9 in the hour from NOW - 4h, even rows in the
+    hour from NOW - 6h, odd ones in the next."""
+    return [
+        PredictionRecord(
+            model="iris", version=version, request_id=f"v{version}-{i}", inputs={"x": 1.0},
+            ts=NOW - timedelta(hours=6) + timedelta(hours=2 if i < 10 else i % 2, minutes=i % 60),
+            outputs={"predict": classes[int(np.argmax(row))], "predict_proba": [float(p) for p in row]},
+        )
+        for i, row in enumerate(proba)
+    ]  # fmt: skip
+
+
+def test_multiclass_roc_auc_is_sklearns_one_vs_rest_macro_average(tmp_path: Path) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    iris = load_iris()
+    truth = np.asarray(iris.target_names)[iris.target]
+    # Two sepal features only, so the classes overlap and the AUC is well below 1.
+    model = LogisticRegression(max_iter=1000).fit(iris.data[:, :2], truth)
+    assert tuple(model.classes_) == IRIS_CLASSES
+    proba1 = model.predict_proba(iris.data[:, :2])
+    # Version 2: coarse, noisy probabilities (many ties) that still sum to one.
+    rng = np.random.default_rng(5)
+    raw = np.eye(3)[iris.target] + rng.random((150, 3)) * 1.5
+    proba2 = np.round(raw / raw.sum(axis=1, keepdims=True), 1)
+    proba2[:, 2] = 1 - proba2[:, 0] - proba2[:, 1]
+    write_records(tmp_path / "logs", log_multiclass(1, proba1) + log_multiclass(2, proba2))
+    store = FeedbackStore(tmp_path / "fb")
+    store.add("iris", [FeedbackRecord(key=f"v{v}-{i}", label=str(t)) for v in (1, 2) for i, t in enumerate(truth)])
+
+    report = live_metrics(
+        LogReader(tmp_path / "logs"), store, model="iris", signature=IRIS_SIGNATURE, bucket_s=3600,
+        window=Window.last("2d", now=NOW + timedelta(days=1)),
+    )  # fmt: skip
+
+    def expected(rows: np.ndarray, proba: np.ndarray) -> float:
+        return float(
+            metrics.roc_auc_score(
+                truth[rows], proba[rows], multi_class="ovr", average="macro", labels=list(IRIS_CLASSES)
+            )
+        )
+
+    assert report.positive_label is None
+    overall = {p.version: p for p in report.overall}
+    assert overall[1].n == overall[2].n == 150
+    every = np.ones(150, dtype=bool)
+    assert 0.6 < expected(every, proba1) < 0.95
+    assert overall[1].metrics["roc_auc"] == pytest.approx(expected(every, proba1))
+    assert overall[2].metrics["roc_auc"] == pytest.approx(expected(every, proba2))
+    assert overall[1].metrics["accuracy"] == pytest.approx(
+        metrics.accuracy_score(truth, np.asarray(IRIS_CLASSES)[proba1.argmax(axis=1)])
+    )
+    # Per hour: even and odd rows (from 10 on) each hold every class; rows 0-9 are all setosa (iris
+    # is sorted by class), so the one-vs-rest AUC of their hour is undefined.
+    series = {(p.version, p.start): p for p in report.series}
+    rows = np.arange(150)
+    for version, proba in ((1, proba1), (2, proba2)):
+        for hour, mask in ((0, (rows >= 10) & (rows % 2 == 0)), (1, (rows >= 10) & (rows % 2 == 1))):
+            point = series[(version, NOW - timedelta(hours=6 - hour))]
+            assert point.n == int(mask.sum())
+            assert point.metrics["roc_auc"] == pytest.approx(expected(mask, proba)), (version, hour)
+        setosa = series[(version, NOW - timedelta(hours=4))]
+        assert setosa.n == 10
+        assert setosa.metrics["roc_auc"] is None
+    assert report.to_dict()["overall"][0]["roc_auc"] == pytest.approx(expected(every, proba1))
+
+
+def test_multiclass_roc_auc_is_undefined_without_every_class_or_probabilities(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    proba = rng.dirichlet(np.ones(3), 90)
+    truth = np.asarray(["setosa", "versicolor"])[rng.integers(0, 2, 90)]  # virginica never the truth
+    records = log_multiclass(1, proba)
+    # Version 2: every class is the truth, but no probability was logged.
+    records += [
+        PredictionRecord(model="iris", version=2, request_id=f"v2-{i}", inputs={"x": 1.0}, outputs={"predict": t})
+        for i, t in enumerate(IRIS_CLASSES * 10)
+    ]
+    # Version 3: probabilities, and a truth the model does not know besides its three classes.
+    other = np.asarray([*IRIS_CLASSES, "rose"])[np.arange(90) % 4]
+    records += log_multiclass(3, proba)
+    write_records(tmp_path / "logs", records)
+    store = FeedbackStore(tmp_path / "fb")
+    store.add("iris", [FeedbackRecord(key=f"v1-{i}", label=str(t)) for i, t in enumerate(truth)])
+    store.add("iris", [FeedbackRecord(key=f"v2-{i}", label=t) for i, t in enumerate(IRIS_CLASSES * 10)])
+    store.add("iris", [FeedbackRecord(key=f"v3-{i}", label=str(t)) for i, t in enumerate(other)])
+
+    report = live_metrics(LogReader(tmp_path / "logs"), store, model="iris", signature=IRIS_SIGNATURE)
+
+    overall = {p.version: p for p in report.overall}
+    assert {v: p.n for v, p in overall.items()} == {1: 90, 2: 30, 3: 90}
+    with pytest.warns(UndefinedMetricWarning):  # scikit-learn: NaN, not a number
+        assert np.isnan(
+            metrics.roc_auc_score(truth, proba, multi_class="ovr", average="macro", labels=list(IRIS_CLASSES))
+        )
+    assert overall[1].metrics["roc_auc"] is None
+    assert overall[1].metrics["accuracy"] is not None
+    assert overall[2].metrics["roc_auc"] is None
+    assert overall[2].metrics["accuracy"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="labels"):
+        metrics.roc_auc_score(other, proba, multi_class="ovr", average="macro", labels=list(IRIS_CLASSES))
+    assert overall[3].metrics["roc_auc"] is None
+    # The same rows with every truth among the classes do have an AUC: what was undefined was the truth.
+    known = other != "rose"
+    assert (
+        0.0
+        < float(metrics.roc_auc_score(other[known], proba[known], multi_class="ovr", labels=list(IRIS_CLASSES)))
+        < 1.0
+    )
 
 
 def test_regression_metrics_match_sklearn(tmp_path: Path) -> None:

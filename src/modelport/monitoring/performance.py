@@ -1,12 +1,15 @@
 """Live model quality: logged predictions joined to ground-truth feedback, per version and over time.
 
 Classification: accuracy, precision, recall, F1 (binary for the positive class when there are two
-labels, macro-averaged otherwise, as scikit-learn's defaults) and ROC AUC when the positive-class
-probability was logged. Regression: MAE, RMSE and R². The join and the aggregation run in DuckDB
-(one confusion-count table, one rank-sum for the AUC, sums of errors for regression); Python
-combines a handful of counts per group. Feedback joins by request id, or by a key column of the
-logged inputs, and the newest feedback per key wins (see :mod:`modelport.monitoring.feedback`).
-Predictions are placed in time by when they were made, not when their label arrived.
+labels, macro-averaged otherwise, as scikit-learn's defaults) and ROC AUC when the class
+probabilities were logged: binary for the positive class, or for more than two classes (known from
+the model's signature) the one-vs-rest macro average, as scikit-learn's
+``roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)``. Regression: MAE,
+RMSE and R². The join and the aggregation run in DuckDB (one confusion-count table, one rank-sum
+per class for the AUC, sums of errors for regression); Python combines a handful of counts per
+group. Feedback joins by request id, or by a key column of the logged inputs, and the newest
+feedback per key wins (see :mod:`modelport.monitoring.feedback`). Predictions are placed in time
+by when they were made, not when their label arrived.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ class QualityPoint:
         version: Model version.
         start: Start of the time bucket (``None`` for the whole window).
         n: Labelled predictions in the group.
-        metrics: Metric name → value (``None`` when undefined, e.g. ROC AUC with one class).
+        metrics: Metric name → value (``None`` when undefined, e.g. ROC AUC with one class, or
+            with more than two classes when one of the model's classes is never the truth).
     """
 
     version: int | None
@@ -118,7 +122,8 @@ def live_metrics(
         task: ``classification`` or ``regression``; default from ``signature``, else from the labels.
         signature: The model's signature (its ``predict`` output tells the task and the classes).
         positive_label: Positive class for binary precision/recall/F1/AUC; default the greater of
-            the two labels (scikit-learn's ``classes_[1]``: ``1``, ``true``, ``yes``...).
+            the two labels (scikit-learn's ``classes_[1]``: ``1``, ``true``, ``yes``...). Given for
+            more than two classes, the one-vs-rest AUC is not reported.
         bucket_s: Time-series bucket width in seconds; default from the window length.
 
     Raises:
@@ -152,7 +157,9 @@ def live_metrics(
                 positive = sort_labels(labels)[1]
             order = classes or sort_labels(labels)
             score_index = order.index(positive) + 1 if positive in order and len(order) == 2 else None
-            overall, series = _classification(session, positive, score_index)
+            # One-vs-rest over the model's classes: their order is the logged probabilities' order.
+            multiclass = classes if classes is not None and len(classes) > 2 and positive is None else None
+            overall, series = _classification(session, positive, score_index, multiclass)
     return PerformanceReport(
         model=model,
         task=kind,
@@ -182,7 +189,7 @@ def _bucket_for(session: LogSession, model: str, version: int | None, window: Wi
 def _joined_sql(
     session: LogSession, *, model: str, version: int | None, window: Window, bucket: int, classes: list[str] | None
 ) -> tuple[str, list[Any]] | None:
-    """SQL of the labelled predictions: version, bucket, predicted/true label and value, positive score."""
+    """SQL of the labelled predictions: version, bucket, predicted/true label and value, class probabilities."""
     predicted_label = session.output_sql("predict", numeric=False)
     predicted_value = session.output_sql("predict", numeric=True)
     if predicted_label is None or predicted_value is None:
@@ -229,15 +236,17 @@ def _joined_sql(
 
 
 def _score_column(session: LogSession, classes: list[str] | None) -> str:
-    """``, [p0, p1] AS scores``: the logged probabilities of a binary classifier's two classes, in class order."""
+    """``, [p0, p1, ...] AS scores``: the logged probability of each class, in class order.
+
+    Without the model's classes, those of a binary classifier (two probabilities).
+    """
     names = classes if classes is not None else ["0", "1"]
-    if len(names) != 2:
+    if len(names) < 2:
         return ""
-    first = session.probability_sql(0, names[0])
-    second = session.probability_sql(1, names[1])
-    if first is None or second is None:
+    columns = [session.probability_sql(i, name) for i, name in enumerate(names)]
+    if any(c is None for c in columns):
         return ""
-    return f", [{first}, {second}] AS scores"
+    return f", [{', '.join(str(c) for c in columns)}] AS scores"
 
 
 def _class_order(signature: Signature | None) -> list[str] | None:
@@ -305,7 +314,7 @@ def sort_labels(labels: Sequence[str] | set[str]) -> list[str]:
 
 
 def _classification(
-    session: LogSession, positive: str | None, score_index: int | None
+    session: LogSession, positive: str | None, score_index: int | None, multiclass: list[str] | None = None
 ) -> tuple[list[QualityPoint], list[QualityPoint]]:
     def query(group: str) -> list[QualityPoint]:
         confusion: dict[tuple[Any, Any], dict[tuple[str, str], int]] = defaultdict(dict)
@@ -313,7 +322,10 @@ def _classification(
             f"SELECT version, {group}, y_label, coalesce(p_label, ''), count(*) FROM labelled GROUP BY ALL"
         ):
             confusion[(version, start)][(str(y), str(p))] = int(n)
-        aucs = _auc(session, group, positive, score_index)
+        if multiclass is not None:
+            aucs = _ovr_auc(session, group, multiclass)
+        else:
+            aucs = _auc(session, group, positive, score_index)
         points = []
         for (version, start), counts in sorted(confusion.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or 0)):
             metrics = classification_metrics(counts, positive)
@@ -378,4 +390,42 @@ def _auc(
             result[(version, start)] = None
             continue
         result[(version, start)] = (float(rank_sum) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return result
+
+
+def _ovr_auc(session: LogSession, group: str, classes: list[str]) -> dict[tuple[Any, Any], float | None]:
+    """One-vs-rest macro ROC AUC per group over ``classes`` (the order of the logged probabilities).
+
+    Each class's AUC is the Mann-Whitney rank sum of its probability, as in :func:`_auc`, over the
+    rows whose every class probability was logged; the mean of them is scikit-learn's
+    ``roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)``. Undefined
+    (``None``) in a group where some class is never the truth (fewer than two classes present
+    included), or where the truth is a label outside ``classes``: scikit-learn gives NaN or raises.
+    """
+    complete = f"list_count(scores) = {len(classes)}"
+    if not session.fetch(f"SELECT count(*) FROM labelled WHERE {complete}")[0][0]:
+        return {}
+    rows = session.fetch(
+        f"WITH s AS (SELECT version, {group}, y_label, scores FROM labelled WHERE {complete}), "
+        "c AS (SELECT unnest(l) AS label, generate_subscripts(l, 1) AS i FROM (SELECT ?::VARCHAR[] AS l)), "
+        "u AS (SELECT s.version, s.bucket, c.i, s.scores[c.i] AS score, s.y_label = c.label AS positive "
+        "FROM s CROSS JOIN c), "
+        "r AS (SELECT *, rank() OVER (PARTITION BY version, bucket, i ORDER BY score) "
+        "+ (count(*) OVER (PARTITION BY version, bucket, i, score) - 1) / 2.0 AS avg_rank FROM u) "
+        "SELECT version, bucket, sum(avg_rank) FILTER (WHERE positive), count(*) FILTER (WHERE positive), "
+        "count(*) FROM r GROUP BY version, bucket, i",
+        [classes],
+    )
+    per_class: dict[tuple[Any, Any], list[tuple[float, int, int]]] = defaultdict(list)
+    for version, start, rank_sum, n_pos, n in rows:
+        per_class[(version, start)].append((float(rank_sum or 0.0), int(n_pos), int(n)))
+    result: dict[tuple[Any, Any], float | None] = {}
+    for key, counts in per_class.items():
+        n = counts[0][2]
+        # Every class among the truth, and every truth among the classes (the positives add up to n).
+        if any(n_pos == 0 for _, n_pos, _ in counts) or sum(n_pos for _, n_pos, _ in counts) != n:
+            result[key] = None
+        else:
+            aucs = [(rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * (n - n_pos)) for rank_sum, n_pos, _ in counts]
+            result[key] = sum(aucs) / len(aucs)
     return result
