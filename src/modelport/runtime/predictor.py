@@ -134,6 +134,11 @@ class Predictor:
             )
         return self.run(self.coerce(data), (PREDICT_PROBA,))[PREDICT_PROBA]
 
+    @property
+    def coercer(self) -> Coercer:
+        """The signature's validator and converter (what :meth:`coerce` calls)."""
+        return self._coercer
+
     def coerce(self, data: Any) -> ModelInput:
         """Validate ``data`` against the signature and convert it to the adapter's input format."""
         return self._coercer.coerce(data)

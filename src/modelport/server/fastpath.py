@@ -45,7 +45,7 @@ class FastPath:
             path: str = scope["path"]
             seen = self._seen.get(path)
             if seen is not None:
-                scope["path_params"] = dict(seen[1])
+                scope["path_params"] = seen[1]  # shared between requests: read-only by convention
                 return seen[0]
             if path.endswith(_PREDICTION_SUFFIXES):
                 for pattern, endpoint in self._routes:
@@ -53,7 +53,7 @@ class FastPath:
                     if found is not None:
                         params = found.groupdict()
                         if len(self._seen) < MAX_REMEMBERED:
-                            self._seen[path] = (endpoint, dict(params))
+                            self._seen[path] = (endpoint, params)
                         scope["path_params"] = params
                         return endpoint
         return None

@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from modelport.server.tallies import CounterFamily, HistogramFamily, HistogramTally
+from modelport.server.tallies import CounterFamily, CounterTally, HistogramFamily, HistogramTally
 from modelport.server.worker_metrics import GaugeMerge, WorkerMetrics
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -77,6 +77,7 @@ class ServerMetrics:
         )
         self.model_loads = Counter(f"{ns}_model_loads", "Model load attempts.", ["model", "result"], registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._request_series: dict[tuple[str, str, int], tuple[CounterTally, HistogramTally]] = {}
         self.gauge_merge: dict[str, GaugeMerge] = {f"{ns}_requests_in_flight": "sum", f"{ns}_model_ready": "min"}
         """How each gauge merges across worker processes (``sum`` when not listed)."""
         self.shared: WorkerMetrics | None = None
@@ -90,8 +91,15 @@ class ServerMetrics:
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request."""
-        self.requests.series(route, model, str(status)).value += 1
-        self.request_latency.series(route).observe(seconds)
+        key = (route, model, status)
+        pair = self._request_series.get(key)
+        if pair is None:
+            pair = self._request_series[key] = (
+                self.requests.series(route, model, str(status)),
+                self.request_latency.series(route),
+            )
+        pair[0].value += 1
+        pair[1].observe(seconds)
 
     def model_series(self, model: str) -> ModelSeries:
         """The per-model series a served model records into (fetch once, update per batch)."""

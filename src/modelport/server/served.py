@@ -92,7 +92,7 @@ class ServedVersion:
         self.flavor = predictor.manifest.flavor
         self.answer_headers = ((b"x-model-name", self.name.encode()), (b"x-model-version", str(version).encode()))
         """The response headers that name the version that answered."""
-        self.coerce: Callable[[Any], ModelInput] = predictor.coerce
+        self.coerce: Callable[[Any], ModelInput] = predictor.coercer.coerce
         """Validate caller data against the signature (the predictor's own, bound once)."""
         self._outputs_checked: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.in_flight = 0
