@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,28 @@ def test_a_role_change_applies_to_keys_already_authenticated(registry: Registry)
     with pytest.raises(PermissionDenied):
         registry.users.create_user("eve", "viewer", by=ops)  # the stale principal still says admin
     assert registry.users.get_user("ops").role == "viewer"
+
+
+def test_every_change_to_who_may_act_bumps_the_revision(registry: Registry) -> None:
+    """Servers cache key checks until the revision moves: each access change must move it, once."""
+
+    def bumps(change: Callable[[], object]) -> int:
+        before = registry.revision()
+        change()
+        return registry.revision() - before
+
+    issued = registry.users.bootstrap_admin("root", actor="tester")
+    assert registry.revision() == 1  # the first user turns authentication on
+    admin = registry.authenticate(issued.token)
+    assert bumps(lambda: registry.users.create_user("dana", "admin", by=admin)) == 1
+    first = registry.users.create_key("dana", by=admin)
+    assert bumps(lambda: registry.users.create_key("dana", by=admin)) == 1
+    assert bumps(lambda: registry.users.set_role("dana", "viewer", by=admin)) == 1
+    assert bumps(lambda: registry.users.revoke_key(first.key_id, by=admin)) == 1
+    assert bumps(lambda: registry.users.revoke_key(first.key_id, by=admin)) == 0  # revoked already: no change
+    assert bumps(lambda: registry.users.disable_user("dana", by=admin)) == 1
+    assert bumps(registry.users.list_users) == 0
+    assert bumps(lambda: registry.authenticate(issued.token)) == 0
 
 
 def test_the_last_admin_cannot_be_demoted_or_disabled(registry: Registry) -> None:

@@ -2,7 +2,8 @@
 
 Every change to the registry writes one ``audit_log`` row (actor, time, action, target, reason,
 JSON details) in the same transaction as the change itself, and changes that alter what a
-reference resolves to also bump ``registry_state.revision``, which servers poll to hot-swap.
+reference resolves to, or who may act (users, roles, API keys), also bump
+``registry_state.revision``, which servers poll to hot-swap and to drop cached key checks.
 Other layers record their own actions (a batch run, an approval) through the same table.
 """
 

@@ -483,7 +483,7 @@ class Registry:
         self._write(work)
 
     def revision(self) -> int:
-        """A counter bumped by every registration, alias change and deletion (cheap to poll)."""
+        """A counter bumped by every registration, alias change, deletion and user or key change (cheap to poll)."""
         return self._read(audit_sql.read_revision)
 
     # -- governance: stores kept in the same database (see users, policies, validations, promotions, releases) --

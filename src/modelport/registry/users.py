@@ -5,7 +5,10 @@ validate, request promotions, run releases), ``approver`` (approve or reject oth
 ``admin`` (users, keys, policies, gate overrides). An API key reads ``mpk_<key id>_<secret>``: the
 key id is public and indexed (the primary key of ``api_keys``), the secret is 32 random bytes and
 only its sha256 is stored, compared with :func:`hmac.compare_digest`. A key is shown once, when it
-is issued. Every change is audited in the caller's transaction. A registry without any user is
+is issued. Every change is audited in the caller's transaction, and every change to who may act
+(a user created, re-roled or disabled, a key issued or revoked) bumps the registry revision in that
+transaction too, so running servers drop their cached key checks at their next poll instead of
+waiting for the cache to expire. A registry without any user is
 *open*: :meth:`UserStore.open_principal` lets the local actor act as an admin until the first
 admin is bootstrapped with :meth:`UserStore.bootstrap_admin`; from then on every actor needs a key.
 """
@@ -365,6 +368,7 @@ class UserStore(SqlStore):
             self._insert_user(conn, name, "admin", actor=recorded, now=now)
             issued = _insert_key(conn, name, actor=recorded, label=label, now=now)
             _audit(conn, recorded, "user.bootstrap", _user_target(name), None, role="admin", key_id=issued.key_id)
+            audit_sql.bump_revision(conn)  # authentication turns on: servers must re-read the users
             return issued
 
         return self._tx(work)
@@ -383,6 +387,7 @@ class UserStore(SqlStore):
             actor = require(conn, by, "admin", to="create users")
             user = self._insert_user(conn, name, chosen, actor=actor.name, now=_now())
             _audit(conn, actor.name, "user.create", _user_target(name), reason, role=chosen)
+            audit_sql.bump_revision(conn)  # the first user turns authentication on
             return user
 
         return self._tx(work)
@@ -414,6 +419,7 @@ class UserStore(SqlStore):
                 _keep_an_admin(conn, name, "demote")
             conn.execute(sa.update(users).where(users.c.name == name).values(role=chosen, updated_at=_now()))
             _audit(conn, actor.name, "user.role", _user_target(name), reason, old_role=row.role, new_role=chosen)
+            audit_sql.bump_revision(conn)  # the user's keys carry other scopes now
             return _to_user(conn.execute(sa.select(users).where(users.c.name == name)).one())
 
         return self._tx(work)
@@ -439,6 +445,7 @@ class UserStore(SqlStore):
                 .values(revoked_at=now, revoked_by=actor.name)
             ).rowcount
             _audit(conn, actor.name, "user.disable", _user_target(name), reason, keys_revoked=int(revoked or 0))
+            audit_sql.bump_revision(conn)
             return _to_user(conn.execute(sa.select(users).where(users.c.name == name)).one())
 
         return self._tx(work)
@@ -478,6 +485,7 @@ class UserStore(SqlStore):
                 )
             issued = _insert_key(conn, user, actor=actor.name, label=label, now=_now())
             _audit(conn, actor.name, "apikey.create", _user_target(user), None, key_id=issued.key_id, label=label)
+            audit_sql.bump_revision(conn)  # servers may hold a cached refusal of this very key
             return issued
 
         return self._tx(work)
@@ -504,6 +512,7 @@ class UserStore(SqlStore):
                     .values(revoked_at=_now(), revoked_by=actor.name)
                 )
                 _audit(conn, actor.name, "apikey.revoke", _user_target(row.user_name), reason, key_id=key_id)
+                audit_sql.bump_revision(conn)
 
         self._tx(work)
 

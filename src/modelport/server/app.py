@@ -112,6 +112,8 @@ def create_app(
         prediction_log: Writer for the prediction log; by default one is built when
             ``config.prediction_log_dir`` is set. The app starts and stops it.
         authenticators: Extra key checkers (e.g. keys stored in the registry), after ``--api-key``.
+            With a registry, one that has an async ``on_revision()`` method gets it called whenever
+            the registry revision moves (so a revoked key stops working at the next poll).
         loader: Loads a bundle folder (default :func:`modelport.bundle.io.load_bundle`).
         redactor: Applies the models' redaction rules (keyed HMAC for ``hash``) to the prediction
             log the app builds from ``config.prediction_log_dir``.
@@ -151,6 +153,10 @@ def create_app(
         )
     releases: ReleaseRouting | None = None
     if registry is not None:
+        for authenticator in authenticators:  # keys kept in the registry drop cached answers as it moves
+            hook = getattr(authenticator, "on_revision", None)
+            if callable(hook):
+                manager.on_revision.append(hook)
         releases = ReleaseRouting(registry, metrics=metrics, settings=release_settings)
         manager.on_revision.append(releases.refresh)
         manager.extra_versions = releases.extra_versions

@@ -4,12 +4,18 @@ An :class:`~modelport.server.auth.Authenticator` backed by ``registry.authentica
 thread, never on the event loop). Roles map to scopes: ``admin`` gets ``admin`` and ``predict``;
 ``approver``, ``data_scientist`` and ``viewer`` get ``predict`` only (a viewer may read and call
 models, never manage the server). Results are cached for ``ttl_s`` seconds by the key's sha256
-(never the key itself), so a revoked key or a disabled user stops working within that time.
+(never the key itself). Every change to users and keys (a key issued or revoked, a user created,
+disabled or re-roled) bumps the registry revision, and the server's revision poller calls
+:meth:`RegistryKeys.on_revision`, which forgets every cached answer and re-reads the users: a
+revoked key or a disabled user stops working, and a demoted admin loses the admin scope, at the
+next poll (within ``poll_interval_s``, 2 s by default), and a new key works from then on even if
+it was refused before. With polling off (``poll_interval_s=0``) the cache TTL alone bounds that.
 Whether authentication is on (``has_keys``) and whether any admin exists (``grants("admin")``)
 follow the registry's users: the composition root calls :meth:`RegistryKeys.refresh` before the
-server starts, and while it runs they are re-read in the background at most every ``ttl_s``
-seconds. When the users cannot be read, keys are required (fail closed). A registry that cannot be
-reached while a key is checked answers 503, never 401, so an outage is not mistaken for a bad key.
+server starts, and while it runs they are re-read at every revision and in the background at most
+every ``ttl_s`` seconds. When the users cannot be read, keys are required (fail closed). A registry
+that cannot be reached while a key is checked answers 503, never 401, so an outage is not mistaken
+for a bad key.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import time
 from collections import OrderedDict
 
@@ -56,17 +63,31 @@ class RegistryKeys:
         self._refreshed_at: float | None = None
         self._refreshing: asyncio.Task[None] | None = None
         self._cache: OrderedDict[bytes, tuple[float, Principal | None]] = OrderedDict()
+        self._generation = 0  # moves at every revision: answers read before it are not cached
+        self._reading = threading.Lock()  # one re-read at a time, so an older one never lands last
 
     def refresh(self) -> None:
         """Re-read whether the registry has active users and admins (blocking: call it from a thread)."""
-        try:
-            active = [u for u in self.registry.users.list_users() if not u.disabled]
-        except Exception as exc:  # keep the last answer (keys required until the first one)
-            logger.warning("Cannot read the registry's users: %s", describe(exc))
-        else:
-            self._has_users = bool(active)
-            self._has_admin = any(u.role == "admin" for u in active)
-        self._refreshed_at = time.monotonic()
+        with self._reading:
+            try:
+                active = [u for u in self.registry.users.list_users() if not u.disabled]
+            except Exception as exc:  # keep the last answer (keys required until the first one)
+                logger.warning("Cannot read the registry's users: %s", describe(exc))
+            else:
+                self._has_users = bool(active)
+                self._has_admin = any(u.role == "admin" for u in active)
+            self._refreshed_at = time.monotonic()
+
+    async def on_revision(self) -> None:
+        """Forget every cached answer and re-read the users: the registry revision moved.
+
+        Users or keys may have changed. The server's model manager calls it from its revision
+        poller (:func:`~modelport.server.app.create_app` registers it).
+        """
+        self._generation += 1
+        self._cache.clear()
+        self._refreshed_at = time.monotonic()  # no background re-read beside this one
+        await asyncio.to_thread(self.refresh)
 
     def _maybe_refresh(self) -> None:
         """Start a background re-read when the last one is older than ``ttl_s`` (inside a running loop)."""
@@ -103,6 +124,7 @@ class RegistryKeys:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        generation = self._generation
         try:
             user: User | None = await asyncio.to_thread(self.registry.authenticate, token)
         except Unauthenticated:
@@ -114,6 +136,8 @@ class RegistryKeys:
                 hint="Retry shortly; the operator can see the reason in the server log.",
             ) from None
         principal = None if user is None else Principal(f"{user.name} ({user.role})", scopes_of(user))
+        if generation != self._generation:  # the registry moved while asking: this answer may be stale
+            return principal
         self._cache[digest] = (now + self.ttl_s, principal)
         self._cache.move_to_end(digest)
         while len(self._cache) > MAX_CACHED:
