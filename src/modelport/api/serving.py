@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute
 
 from modelport.core.errors import ConfigError, NotFound
 from modelport.core.settings import Settings
@@ -33,6 +33,7 @@ from modelport.server.app import create_app
 from modelport.server.auth import Policy
 from modelport.server.config import ServerConfig
 from modelport.server.registry_auth import RegistryKeys
+from modelport.server.routes import SignInMount
 from modelport.server.run import RegistryLocation, run, worker_spec_from_environment
 
 from .alerting import DEFAULT_INTERVAL_S, alert_state_path, with_periodic_alerts
@@ -112,6 +113,10 @@ def build_app(
 ) -> Starlette:
     """The server app with the fast path, the feedback route and the dashboard mounted.
 
+    The dashboard is a :class:`~modelport.server.routes.SignInMount`: with API keys on, a browser
+    signs in at ``/dashboard/login`` and its key travels in an HttpOnly cookie, accepted for the
+    dashboard's GET requests only.
+
     With ``alerts_config`` (a file of :mod:`modelport.monitoring.alerts`), the app also evaluates
     those alert rules every ``alerts_interval_s`` seconds while it runs. API keys stored in the
     registry are accepted beside ``config.api_keys`` (admin role: admin and predict scopes; any
@@ -134,7 +139,8 @@ def build_app(
         registry=registry,
         runs=RunStore(registry.engine),
     )
-    extra.append((Mount("/dashboard", app=dashboard, name="dashboard"), "predict"))
+    # browsers cannot send a key header on page loads: the dashboard has its own sign-in (a cookie, GET only)
+    extra.append((SignInMount("/dashboard", app=dashboard, name="dashboard"), "predict"))
     app = create_app(
         config,
         registry=registry,

@@ -12,7 +12,9 @@ styles ship in the package, so it works without internet; it fetches, relative t
 * ``api/models/{name}/runs``: batch runs of the model (with a run store).
 
 Every data route takes ``window`` (``1h``, ``24h``, ``7d``...) and ``version``. The dashboard only
-reads; it holds no secret and shows no URL, path or SQL.
+reads; it holds no secret and shows no URL, path or SQL. Mounted in the server with API keys on,
+the dashboard is reached through the browser sign-in of :mod:`modelport.server.signin`
+(``/dashboard/login``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Every route declares a :data:`Policy`: ``public`` (health only), ``predict`` (inference, metadata,
 metrics, docs) or ``admin`` (the model repository). Keys arrive as ``Authorization: Bearer KEY``
-or ``X-API-Key: KEY`` and are checked by :class:`Authenticator` objects: :class:`StaticKeys` holds
+or ``X-API-Key: KEY`` (on the dashboard's pages also as the sign-in cookie of
+:mod:`modelport.server.signin`) and are checked by :class:`Authenticator` objects: :class:`StaticKeys` holds
 the ``--api-key`` values as sha256 digests compared in constant time; keys stored hashed in the
 registry plug in as another ``Authenticator``. Without any key, ``predict`` routes are open and
 ``admin`` routes are closed (management APIs never answer unauthenticated). Repeated failures from
@@ -170,8 +171,14 @@ class Gate:
                 return True
         return False
 
-    async def authorize(self, policy: Policy, headers: Sequence[tuple[bytes, bytes]], client: str) -> Principal:
+    async def authorize(
+        self, policy: Policy, headers: Sequence[tuple[bytes, bytes]], client: str, *, token: str | None = None
+    ) -> Principal:
         """Return the caller's principal or raise 401/403/429.
+
+        ``token`` is a key presented elsewhere than the headers (the dashboard's sign-in form or
+        cookie, see :mod:`modelport.server.signin`); a header key takes precedence over it. Either is
+        checked the same way.
 
         Raises:
             Unauthenticated: No key, or a key that matches none (counted as a failure).
@@ -188,7 +195,7 @@ class Gate:
         if policy == "predict" and not self.enabled:
             return ANONYMOUS
         self.limiter.check(client)
-        token = token_from_headers(headers)
+        token = token_from_headers(headers) or token
         principal = await self._lookup(token) if token else None
         if principal is None:
             self.limiter.record(client)

@@ -4,8 +4,9 @@ Each route's endpoint is a :class:`Guarded` wrapper that carries the route's :da
 checks it before the handler runs, so a route cannot exist without a policy; a test walks
 ``app.routes`` and fails on any endpoint that is not guarded. The same table generates the OpenAPI
 document (:mod:`modelport.server.openapi`). Routes mounted later by the composition root (e.g. the
-monitoring dashboard) go through :func:`guard` too. Prediction routes come first: the router tries
-routes in order.
+monitoring dashboard) go through :func:`guard` too; one mounted as a :class:`SignInMount` (the
+dashboard) is guarded by :class:`SignInGuarded`, which adds the browser sign-in of
+:mod:`modelport.server.signin`. Prediction routes come first: the router tries routes in order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modelport.core.errors import Unauthenticated
 from modelport.server.auth import POLICIES, Gate, Policy
 from modelport.server.metrics import ServerMetrics
+from modelport.server.signin import READ_ONLY, SignIn, cookie_token, login_redirect, page_of, wants_html
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,46 @@ class Guarded:
         await self.handler(scope, receive, send)
 
 
+class SignInMount(Mount):
+    """A :class:`Mount` of browser pages (the dashboard): once guarded, it serves ``login`` and ``logout``
+    and accepts the sign-in cookie on GET and HEAD (see :mod:`modelport.server.signin`)."""
+
+    cookie_auth = True
+
+
+class SignInGuarded(Guarded):
+    """A :class:`Guarded` mount that also takes the key from the sign-in cookie, on GET/HEAD only.
+
+    Its ``login`` and ``logout`` pages are public. A browser (``Accept: text/html``) refused with 401
+    on a GET/HEAD is sent to the login page (303); other clients keep the JSON 401.
+    """
+
+    def __init__(self, handler: ASGIApp, policy: Policy, gate: Gate, metrics: ServerMetrics) -> None:
+        super().__init__(handler, policy, gate, metrics)
+        self.sign_in = SignIn(gate, metrics, policy)
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        page = page_of(scope) if scope["type"] == "http" else None
+        if page is not None:
+            return self.sign_in(page, scope, receive, send)
+        return super().__call__(scope, receive, send)
+
+    async def _authorized(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        headers = scope["headers"]
+        read_only = scope.get("method") in READ_ONLY
+        try:
+            token = cookie_token(headers) if read_only else None
+            await self.gate.authorize(self.policy, headers, client[0] if client else "unknown", token=token)
+        except Unauthenticated:
+            self.metrics.auth_failures.inc()
+            if not (read_only and wants_html(headers)):
+                raise
+            await login_redirect(scope)(scope, receive, send)
+            return
+        await self.handler(scope, receive, send)
+
+
 def guard(app: ASGIApp, policy: Policy, gate: Gate, metrics: ServerMetrics) -> Guarded:
     """Wrap any ASGI app (e.g. a mounted dashboard) with a policy."""
     return Guarded(app, policy, gate, metrics)
@@ -151,7 +193,8 @@ def guard_route(route: BaseRoute, policy: Policy, gate: Gate, metrics: ServerMet
     if isinstance(route, Route):
         return Route(route.path, Guarded(route.app, policy, gate, metrics), methods=route.methods, name=route.name)
     if isinstance(route, Mount):
-        return Mount(route.path, app=Guarded(route.app, policy, gate, metrics), name=route.name)
+        kind = SignInGuarded if getattr(route, "cookie_auth", False) else Guarded
+        return Mount(route.path, app=kind(route.app, policy, gate, metrics), name=route.name)
     raise TypeError(f"cannot guard a {type(route).__name__}")
 
 
