@@ -170,7 +170,14 @@ def serve(kind: str, spec: dict[str, Any]) -> None:
     import uvicorn
 
     workers = int(spec.get("workers", 1))
-    options = {"host": "127.0.0.1", "port": spec["port"], "log_level": "warning", "access_log": False}
+    # the settings modelport's own run() uses where they touch the hot path: no Server header, no access log
+    options = {
+        "host": "127.0.0.1",
+        "port": spec["port"],
+        "log_level": "warning",
+        "access_log": False,
+        "server_header": False,
+    }
     if workers > 1:
         os.environ[SPEC_ENV] = json.dumps(spec)  # read back by the factory in each worker
         sys.path.insert(0, str(Path(__file__).parent))  # workers import this file as the module "serve"
