@@ -249,3 +249,57 @@ def test_mlflow_formats() -> None:
 def test_mlflow_bad_requests(doc: object, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         mlflow.parse_invocations(doc, TABULAR)
+
+
+SIMPLE = [
+    (TENSOR, {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8]}]}),
+    (TENSOR, {"id": "a", "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [[1, 2, 3, 4]]}]}),
+    (TENSOR, {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [[1, 2, 3, 4, 5, 6, 7, 8]]}]}),
+    (
+        TABULAR,
+        {
+            "inputs": [{"name": "rows", "shape": [2, 3], "datatype": "INT64", "data": [1, 2, 3, 4, 5, 6]}],
+            "outputs": [{"name": "predict_proba"}, {"name": "predict"}],
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("signature", "doc"), SIMPLE)
+def test_v2_one_pass_reader_builds_what_the_general_parser_builds(signature: Signature, doc: dict[str, object]) -> None:
+    fast = v2._simple_request(doc, signature)
+    general = v2._general_request(doc, _v2(doc), signature)
+    assert fast is not None  # the one-pass reader took it
+    assert (fast.outputs, fast.id, fast.binary_outputs) == (general.outputs, general.id, general.binary_outputs)
+    assert fast.data.dtype == general.data.dtype
+    np.testing.assert_array_equal(fast.data, general.data)
+    assert v2.parse_infer(_v2(doc), signature, 64).data.shape == general.data.shape
+
+
+@pytest.mark.parametrize(
+    ("signature", "doc"),
+    [
+        (TENSOR, {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3]}]}),  # too few
+        (TENSOR, {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": ["a", 1, 2, 3]}]}),
+        (TENSOR, {"inputs": [{"name": "x", "shape": [1, -4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+        (TENSOR, {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP9", "data": [1, 2, 3, 4]}]}),
+        (TENSOR, {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "id": 7}),
+    ],
+)
+def test_v2_wrong_requests_get_the_general_parsers_errors(signature: Signature, doc: dict[str, object]) -> None:
+    assert v2._simple_request(doc, signature) is None
+    with pytest.raises((BadRequest, ValidationError)):
+        v2.parse_infer(_v2(doc), signature, 64)
+
+
+@pytest.mark.parametrize(
+    ("signature", "doc"),
+    [
+        (TENSOR, {"inputs": [{"name": "y", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+        (TABULAR, {"inputs": [{"name": "age", "shape": [1, 1], "datatype": "INT64", "data": [30]}]}),  # a column
+        (TENSOR, {"parameters": {}, "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1] * 4}]}),
+    ],
+)
+def test_v2_unusual_requests_are_left_to_the_general_parser(signature: Signature, doc: dict[str, object]) -> None:
+    assert v2._simple_request(doc, signature) is None
+    assert isinstance(v2.parse_infer(_v2(doc), signature, 64), InferenceRequest)

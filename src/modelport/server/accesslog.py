@@ -30,7 +30,7 @@ class AccessLog:
 
     @property
     def active(self) -> bool:
-        """Whether :meth:`write` would log (enabled, and the logger takes INFO)."""
+        """Whether lines should be written: enabled, and the logger takes INFO."""
         return self.enabled and self.logger.isEnabledFor(logging.INFO)
 
     def write(
@@ -46,9 +46,7 @@ class AccessLog:
         client: str | None,
         error_type: str | None = None,
     ) -> None:
-        """Log one request when the logger is enabled for INFO."""
-        if not self.enabled or not self.logger.isEnabledFor(logging.INFO):
-            return
+        """Log one request (callers ask :attr:`active` first, so a disabled log costs them no call)."""
         line = {
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "request_id": request_id,

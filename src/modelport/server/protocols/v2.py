@@ -234,6 +234,11 @@ def parse_infer(body: Body, signature: Signature, max_depth: int) -> InferenceRe
         simple = _simple_request(doc, signature)
         if simple is not None:
             return simple
+    return _general_request(doc, body, signature)
+
+
+def _general_request(doc: dict[str, Any], body: Body, signature: Signature) -> InferenceRequest:
+    """Any request: every input, parameter and binary tensor, each checked with a message naming the problem."""
     parameters = _mapping(doc.get("parameters"), "'parameters'")
     arrays = _read_inputs(doc.get("inputs"), body)
     outputs, binary = _requested_outputs(doc.get("outputs"), parameters)
