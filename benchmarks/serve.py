@@ -8,15 +8,23 @@ Workloads (one row per request, 32 concurrent connections, wrk as the load gener
 Servers, each in its own process under uvicorn (``--workers`` processes each, 1 by default, same
 uvicorn settings):
 
-* ``noop``: a raw ASGI app that answers a fixed JSON body without reading the model: the HTTP ceiling.
+* ``noop``: a raw ASGI app that answers a fixed JSON body without reading the model, on stock
+  uvicorn: the HTTP ceiling the targets are measured against.
+* ``noop-mp``: the same app on modelport's HTTP protocol (uvicorn's, with each response's header
+  and body writes coalesced into one send, see ``modelport.server.http_protocol``): shown so that
+  the share of the ceiling that comes from that protocol is visible.
 * ``naive``: FastAPI + pydantic, ``model.predict`` per request in an ``async def`` endpoint (what
   people write by hand).
 * ``modelport``: ``create_app`` with the ONNX Runtime fast path from ``modelport.edge`` when it is
   available (the table says which path served), micro-batching on, default limits.
 
-Run: ``python benchmarks/serve.py [--duration 10] [--connections 32] [--workloads W1,W2] [--workers 1]``. Needs
-``wrk`` (Debian: ``apt-get install -y wrk``); the script tries to install it when missing and says so
-when it cannot. Prints req/s, p50 and p99 per server and the ratios against the targets.
+All servers run at once and are loaded one after the other in interleaved rounds; the table shows
+each server's medians, so a slow spell of this shared machine falls on every server alike.
+
+Run: ``python benchmarks/serve.py [--duration 15] [--rounds 5] [--connections 32] [--workloads W1,W2]
+[--workers 1]``. Needs ``wrk`` (Debian: ``apt-get install -y wrk``); the script tries to install it
+when missing and says so when it cannot. Prints req/s, p50 and p99 per server and the ratios
+against the targets.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +52,7 @@ import httpx
 import numpy as np
 from pydantic import BaseModel
 
-SERVERS = ("noop", "naive", "modelport")
+SERVERS = ("noop", "noop-mp", "naive", "modelport")
 
 
 class Features(BaseModel):
@@ -147,11 +156,16 @@ def app_factory(kind: str) -> Any:
     spec = json.loads(os.environ[SPEC_ENV])
     if kind == "modelport":
         return modelport_app(spec)[0]
-    return noop_app() if kind == "noop" else naive_app(spec)
+    return naive_app(spec) if kind == "naive" else noop_app()
 
 
 def noop_factory() -> Any:
     """uvicorn worker factory: the no-op app."""
+    return app_factory("noop")
+
+
+def noop_mp_factory() -> Any:
+    """uvicorn worker factory: the no-op app (served with modelport's HTTP protocol)."""
     return app_factory("noop")
 
 
@@ -170,13 +184,15 @@ def serve(kind: str, spec: dict[str, Any]) -> None:
     import uvicorn
 
     workers = int(spec.get("workers", 1))
-    # the settings modelport's own run() uses where they touch the hot path: no Server header, no access log
+    # the settings modelport's own run() uses where they touch the hot path: no Server header, no access log,
+    # no X-Forwarded-* rewriting (modelport believes those headers only from proxies its config names)
     options = {
         "host": "127.0.0.1",
         "port": spec["port"],
         "log_level": "warning",
         "access_log": False,
         "server_header": False,
+        "proxy_headers": False,
     }
     if workers > 1:
         os.environ[SPEC_ENV] = json.dumps(spec)  # read back by the factory in each worker
@@ -191,10 +207,14 @@ def serve(kind: str, spec: dict[str, Any]) -> None:
         else:
             run(config, app=app, log_level="warning")
         return
+    if kind == "noop-mp":
+        from modelport.server.http_protocol import HTTP_PROTOCOL
+
+        options["http"] = HTTP_PROTOCOL
     if workers > 1:
-        uvicorn.run(f"serve:{kind}_factory", factory=True, workers=workers, **options)
+        uvicorn.run(f"serve:{kind.replace('-', '_')}_factory", factory=True, workers=workers, **options)
         return
-    app = noop_app() if kind == "noop" else naive_app(spec)
+    app = naive_app(spec) if kind == "naive" else noop_app()
     uvicorn.run(app, **options)
 
 
@@ -237,8 +257,6 @@ def request_for(kind: str, spec: dict[str, Any]) -> tuple[str, bytes]:
             "outputs": [{"name": "predict"}],
         }
         return f"/v2/models/{spec['name']}/infer", json.dumps(body).encode()
-    if kind == "naive":
-        return "/predict", json.dumps({"features": row}).encode()
     return "/predict", json.dumps({"features": row}).encode()
 
 
@@ -332,23 +350,42 @@ def served_by(spec: dict[str, Any]) -> str:
 
 
 def measure(workload: str, spec: dict[str, Any], wrk: str, args: argparse.Namespace) -> dict[str, Result]:
-    """Every server on one workload."""
-    results: dict[str, Result] = {}
-    for kind in SERVERS:
-        server = start_server(kind, spec, args.workers)
-        try:
-            if kind == "modelport":
-                meta_url = server.url.rsplit("/infer", 1)[0]
-                spec["runtime"] = httpx.get(meta_url, timeout=5).json()["serving"]["runtime"]
-            load = {"connections": args.connections, "threads": args.threads}
+    """Every server on one workload, in interleaved rounds (the median of each server's rounds).
+
+    All servers run at once (idle ones cost nothing) and each round loads them one after the
+    other, so a slow spell of this shared machine falls on every server rather than on one.
+    """
+    results: dict[str, list[Result]] = {kind: [] for kind in SERVERS}
+    servers: dict[str, Running] = {}
+    load = {"connections": args.connections, "threads": args.threads}
+    seconds = max(1, round(args.duration / args.rounds))
+    try:
+        for kind in SERVERS:
+            servers[kind] = start_server(kind, spec, args.workers)
+        meta_url = servers["modelport"].url.rsplit("/infer", 1)[0]
+        spec["runtime"] = httpx.get(meta_url, timeout=5).json()["serving"]["runtime"]
+        for server in servers.values():
             run_wrk(wrk, server.url, server.body, duration_s=2, **load)  # warm-up
-            results[kind] = run_wrk(wrk, server.url, server.body, duration_s=args.duration, **load)
-        finally:
+        for round_no in range(1, args.rounds + 1):
+            for kind, server in servers.items():
+                r = run_wrk(wrk, server.url, server.body, duration_s=seconds, **load)
+                results[kind].append(r)
+                print(f"  {workload} round {round_no} {kind:<10} {r.rps:>10,.0f} req/s  p50 {r.p50_ms:7.2f} ms"
+                      f"  p99 {r.p99_ms:7.2f} ms  errors {r.errors}", flush=True)  # fmt: skip
+    finally:
+        for server in servers.values():
             stop_server(server.proc)
-        r = results[kind]
-        print(f"  {workload} {kind:<10} {r.rps:>10,.0f} req/s  p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms"
-              f"  errors {r.errors}", flush=True)  # fmt: skip
-    return results
+    return {kind: median_result(runs) for kind, runs in results.items()}
+
+
+def median_result(runs: list[Result]) -> Result:
+    """The median of each figure over the rounds (errors summed)."""
+    return Result(
+        rps=statistics.median(r.rps for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        errors=sum(r.errors for r in runs),
+    )
 
 
 def report(
@@ -357,9 +394,11 @@ def report(
     """Print the table and the ratios."""
     print()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    seconds = max(1, round(args.duration / args.rounds))
     print(f"{os.cpu_count()} CPU core(s) visible, shared by wrk ({args.threads} threads) and the server "
           f"({args.workers} worker process(es) each);"
-          f" {args.connections} connections, {args.duration} s per run; load average now {load}.")  # fmt: skip
+          f" {args.connections} connections; {args.rounds} interleaved rounds of {seconds} s"
+          f" per server, medians shown; load average now {load}.")  # fmt: skip
     print(f"{'workload':<9}{'server':<11}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for workload, results in all_results.items():
         for kind, r in results.items():
@@ -372,13 +411,19 @@ def report(
             f"naive FastAPI app, p99/p50 = {mp.p99_ms / mp.p50_ms:.1f} (no-op: {noop.p99_ms / noop.p50_ms:.1f}); "
             f"served via {served_by(specs[workload])}"
         )
+        ceiling_mp = results["noop-mp"]
+        print(
+            f"{workload}: the no-op app on modelport's HTTP protocol: {ceiling_mp.rps / noop.rps:.2f}x stock uvicorn; "
+            f"modelport = {mp.rps / ceiling_mp.rps:.0%} of it"
+        )
     print(TARGETS)
 
 
 def main() -> None:
     """Parse arguments; either run one server (internal) or the whole benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--duration", type=int, default=15, help="measured seconds per server, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workloads", default="W1,W2")

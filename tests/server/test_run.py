@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,45 @@ def test_uvicorn_options_follow_the_config() -> None:
     assert options["timeout_graceful_shutdown"] == 12
     assert options["access_log"] is False
     assert log_config("debug")["loggers"]["modelport"]["level"] == "DEBUG"
+
+
+def _client_seen(config: ServerConfig, headers: dict[str, str]) -> str:
+    """The client address an app sees behind uvicorn started with ``config``'s options."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = scope["client"][0].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    options = {**uvicorn_options(config, "warning"), "port": 0, "lifespan": "off"}
+    del options["log_config"]
+    server = uvicorn.Server(uvicorn.Config(echo, **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        return httpx.get(f"http://127.0.0.1:{port}/", headers=headers, timeout=10).text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_forwarded_headers_are_believed_only_from_the_configured_proxies() -> None:
+    spoofed = {"X-Forwarded-For": "203.0.113.7"}
+    options = uvicorn_options(ServerConfig(), "warning")
+    assert options["proxy_headers"] is False
+    assert _client_seen(ServerConfig(), spoofed) == "127.0.0.1"  # a caller cannot pick its address
+    behind_proxy = ServerConfig(forwarded_allow_ips=("127.0.0.1",))
+    assert uvicorn_options(behind_proxy, "warning")["forwarded_allow_ips"] == ["127.0.0.1"]
+    assert _client_seen(behind_proxy, spoofed) == "203.0.113.7"
+    assert _client_seen(ServerConfig(forwarded_allow_ips=("10.9.9.9",)), spoofed) == "127.0.0.1"

@@ -11,6 +11,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from modelport.core.errors import DeadlineExceeded
+from modelport.server.http_protocol import HTTP_PROTOCOL
 
 
 @contextmanager
@@ -20,7 +21,16 @@ def background_server(app: ASGIApp, *, host: str = "127.0.0.1", startup_timeout_
     Raises:
         DeadlineExceeded: The server did not finish starting (models loading) in time.
     """
-    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        http=HTTP_PROTOCOL,
+        proxy_headers=False,  # as modelport's run() without forwarded_allow_ips
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="modelport-background-server", daemon=True)
     thread.start()

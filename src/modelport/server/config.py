@@ -112,6 +112,12 @@ class ServerConfig(BaseModel):
             a proxy that routes or counts by header). ``/invocations`` always sends them: MLflow's
             body has no place for them. Off by default: each header costs the HTTP server about
             as much as parsing the request's JSON.
+        forwarded_allow_ips: Addresses (or CIDR networks, or ``*``) of the reverse proxies whose
+            ``X-Forwarded-For`` and ``X-Forwarded-Proto`` headers are believed: the client they name
+            is then the one the access log shows and the auth-failure limiter counts. Empty
+            (default): those headers are ignored and the connection's peer is the client, so that
+            no caller can pick its own address. Behind a proxy on the same host, set
+            ``["127.0.0.1"]``.
         worker_metrics_dir: Folder where worker processes share their metrics, so that each one's
             ``/metrics`` shows the whole server; :func:`~modelport.server.run.run` sets it (a
             private temporary folder) when it starts several workers. Leave it unset.
@@ -152,6 +158,7 @@ class ServerConfig(BaseModel):
     inference_threads: int | None = Field(default=None, ge=1)
     freeze_gc: bool = True
     version_headers: bool = False
+    forwarded_allow_ips: tuple[str, ...] = ()
     worker_metrics_dir: Path | None = None
 
     @field_validator("api_keys", mode="before")

@@ -34,6 +34,7 @@ from modelport.core.errors import ConfigError
 from modelport.registry.registry import Registry
 from modelport.server.app import create_app
 from modelport.server.config import ServerConfig
+from modelport.server.http_protocol import HTTP_PROTOCOL
 
 WORKER_ENV = "MODELPORT_SERVER_WORKER"
 DEFAULT_FACTORY = "modelport.server.run:worker_app"
@@ -149,6 +150,11 @@ def uvicorn_options(config: ServerConfig, log_level: str) -> dict[str, Any]:
         "log_config": log_config(log_level),
         "log_level": log_level.lower(),
         "server_header": False,
+        "http": HTTP_PROTOCOL,
+        "interface": "asgi3",
+        # X-Forwarded-* rewrite the client only for the proxies the config names (none by default)
+        "proxy_headers": bool(config.forwarded_allow_ips),
+        "forwarded_allow_ips": list(config.forwarded_allow_ips) or None,
     }
 
 
