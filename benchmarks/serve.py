@@ -21,7 +21,7 @@ uvicorn settings):
 All servers run at once and are loaded one after the other in interleaved rounds; the table shows
 each server's medians, so a slow spell of this shared machine falls on every server alike.
 
-Run: ``python benchmarks/serve.py [--duration 15] [--rounds 5] [--connections 32] [--workloads W1,W2]
+Run: ``python benchmarks/serve.py [--duration 20] [--rounds 5] [--connections 32] [--workloads W1,W2]
 [--workers 1]``. Needs ``wrk`` (Debian: ``apt-get install -y wrk``); the script tries to install it
 when missing and says so when it cannot. Prints req/s, p50 and p99 per server and the ratios
 against the targets.
@@ -422,7 +422,7 @@ def report(
 def main() -> None:
     """Parse arguments; either run one server (internal) or the whole benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=15, help="measured seconds per server, split over the rounds")
+    parser.add_argument("--duration", type=int, default=20, help="measured seconds per server, split over the rounds")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
