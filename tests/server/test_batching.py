@@ -33,6 +33,12 @@ class Gated:
         self.gate = gate
         self.calls = 0
         self.entered = threading.Event()
+        self.saw_infinity = False
+
+    def _look(self, data: Any) -> None:
+        values = np.asarray(data)
+        if values.dtype.kind == "f" and np.isinf(values).any():
+            self.saw_infinity = True
 
     def _wait(self) -> None:
         self.calls += 1
@@ -42,10 +48,12 @@ class Gated:
         time.sleep(self.delay_s)
 
     def predict(self, data: Any) -> np.ndarray:
+        self._look(data)
         self._wait()
         return np.asarray(self.inner.predict(data))
 
     def predict_proba(self, data: Any) -> np.ndarray:
+        self._look(data)
         self._wait()
         return np.asarray(self.inner.predict_proba(data))
 
@@ -163,3 +171,42 @@ async def test_drain_gives_up_after_its_timeout(iris_bundles: dict[int, Path]) -
         gate.set()
         reply = await in_flight
         assert reply.status_code in (200, 503)
+
+
+async def test_an_infinity_fails_only_its_own_request_in_a_batch(tmp_path: Path) -> None:
+    """The infinity check of ready float tensors runs once per batch; a batch that fails it is
+    checked request by request, so only the request holding the infinity is refused, with the
+    message a lone request gets."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from modelport.bundle.io import save_bundle
+
+    x, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=1000).fit(x, y)
+    save_bundle(model, tmp_path / "tensor", name="flowers", sample_input=x[:50])  # a tensor signature
+    box: list[Gated] = []
+    app = _app(tmp_path / "tensor", box, delay_s=0.05, max_batch_size=32, max_batch_delay_ms=5)
+    good = [{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": list(x[i])}]} for i in range(24)]
+    bad_body = b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 1e999, 1.4, 0.2]}]}'
+    headers = {"content-type": "application/json"}
+    async with serving(app) as client:
+        lone = await client.post("/v2/models/flowers/infer", content=bad_body, headers=headers)
+        calls = [
+            client.post("/v2/models/flowers/infer", content=bad_body, headers=headers)
+            if i in (5, 17)
+            else client.post("/v2/models/flowers/infer", json=good[i])
+            for i in range(24)
+        ]
+        replies = await asyncio.gather(*calls)
+        text = (await client.get("/metrics")).text
+    assert 400 <= lone.status_code < 500
+    assert "infinit" in lone.json()["error"]
+    for i, reply in enumerate(replies):
+        if i in (5, 17):
+            assert (reply.status_code, reply.json()["error"]) == (lone.status_code, lone.json()["error"])
+        else:
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["outputs"][0]["data"] == [int(model.predict(x[i : i + 1])[0])]
+    assert _sample(text, 'modelport_batch_size_count{model="flowers"}') < 25  # requests were merged
+    assert not box[0].saw_infinity  # checked before the model call, not left to the model to reject

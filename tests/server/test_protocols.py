@@ -10,7 +10,7 @@ import pytest
 
 from modelport.core.errors import BadRequest, ValidationError
 from modelport.core.types import ColumnSpec, OutputSpec, Signature, TensorSpec
-from modelport.server.limits import Body
+from modelport.server.limits import Body, json_depth
 from modelport.server.protocols import mlflow, v1, v2
 from modelport.server.protocols.tensors import InferenceRequest, array_to_binary, dumps
 
@@ -267,7 +267,7 @@ SIMPLE = [
 
 @pytest.mark.parametrize(("signature", "doc"), SIMPLE)
 def test_v2_one_pass_reader_builds_what_the_general_parser_builds(signature: Signature, doc: dict[str, object]) -> None:
-    fast = v2._simple_request(doc, signature)
+    fast = v2._simple_request(doc, signature, 64)
     general = v2._general_request(doc, _v2(doc), signature)
     assert fast is not None  # the one-pass reader took it
     assert (fast.outputs, fast.id, fast.binary_outputs) == (general.outputs, general.id, general.binary_outputs)
@@ -287,7 +287,7 @@ def test_v2_one_pass_reader_builds_what_the_general_parser_builds(signature: Sig
     ],
 )
 def test_v2_wrong_requests_get_the_general_parsers_errors(signature: Signature, doc: dict[str, object]) -> None:
-    assert v2._simple_request(doc, signature) is None
+    assert v2._simple_request(doc, signature, 64) is None
     with pytest.raises((BadRequest, ValidationError)):
         v2.parse_infer(_v2(doc), signature, 64)
 
@@ -301,5 +301,63 @@ def test_v2_wrong_requests_get_the_general_parsers_errors(signature: Signature, 
     ],
 )
 def test_v2_unusual_requests_are_left_to_the_general_parser(signature: Signature, doc: dict[str, object]) -> None:
-    assert v2._simple_request(doc, signature) is None
+    assert v2._simple_request(doc, signature, 64) is None
     assert isinstance(v2.parse_infer(_v2(doc), signature, 64), InferenceRequest)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        # data nested as deep as the limit allows past the request, the inputs list and the tensor
+        {"inputs": [{"name": "x", "shape": [1, 1, 1, 1], "datatype": "FP32", "data": [[[[1]]]]}]},
+        # depth hidden in a key the one-pass reader does not read
+        {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "x": [[[[[[1]]]]]]},
+    ],
+)
+def test_v2_depth_limit_holds_on_the_one_pass_path(doc: dict[str, object]) -> None:
+    body = _v2(doc)
+    depth = json_depth(body.data)
+    assert depth > 6
+    with pytest.raises(BadRequest, match=f"nesting depth {depth} exceeds the limit of 6"):
+        v2.parse_infer(body, TENSOR, 6)
+    assert isinstance(v2.parse_infer(body, TENSOR, depth), InferenceRequest)
+
+
+def test_v2_one_pass_reader_knows_the_depth_of_what_it_reads() -> None:
+    doc = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [[1, 2, 3, 4]]}]}
+    assert json_depth(_v2(doc).data) == 5
+    assert v2._simple_request(doc, TENSOR, 5) is not None
+    assert v2._simple_request(doc, TENSOR, 4) is None  # left to the general path, which refuses it
+    with pytest.raises(BadRequest, match="nesting depth 5 exceeds the limit of 4"):
+        v2.parse_infer(_v2(doc), TENSOR, 4)
+
+
+@pytest.mark.parametrize(
+    ("results", "request_id", "classes"),
+    [
+        ({"predict": np.array([1, 0], dtype=np.int64)}, None, None),
+        ({"predict": np.array([1, 0], dtype=np.int64)}, 'quote " and \\ id', None),
+        (
+            {"predict": np.array(["b", "a"], dtype=object), "predict_proba": np.array([[0.1, 0.9], [1.0, 0.0]])},
+            "r1",
+            (np.str_("a"), "b"),
+        ),
+        ({"predict_proba": np.array([[0.25, 0.75]], dtype=np.float32)}, None, (0, np.int64(1))),
+        ({"predict_proba": np.array([[0.25, 0.75]], dtype=np.float32)}, None, None),
+        ({"embedding": np.arange(6, dtype=np.float64).reshape(1, 2, 3), "flag": np.array([True])}, None, None),
+        ({"predict": np.array(["x\u00e9", "y"], dtype="<U2")}, None, None),
+    ],
+)
+def test_v2_response_encoder_writes_exactly_the_whole_document(
+    results: dict[str, np.ndarray], request_id: str | None, classes: tuple[object, ...] | None
+) -> None:
+    encoder = v2.ResponseEncoder('model "m"', 7, classes)
+    request = InferenceRequest(np.zeros((1, 4)), tuple(results), request_id)
+    for _ in range(2):  # the second time from the encoder's cached parts
+        body, json_length = encoder.encode(request, results)
+        assert json_length is None
+        assert body == encoder._encode_document(request, results)[0]
+    doc = orjson.loads(body)
+    assert (doc["model_name"], doc["model_version"]) == ('model "m"', "7")
+    assert [o["name"] for o in doc["outputs"]] == list(results)
+    assert doc.get("id") == request_id

@@ -134,6 +134,32 @@ class Coercer:
             return self._coerce_tensors(data)
         return self._coerce_tabular(data)
 
+    def coerce_for_batch(self, data: Any) -> tuple[ModelInput, bool]:
+        """:meth:`coerce`, leaving the infinity check of a ready float tensor to the whole batch.
+
+        A single float tensor that already has the signature's dtype and shape is handed back as it
+        is, unchecked for infinities: the batch it joins is checked once (:meth:`finite`), and
+        only when that fails are its members checked one by one with :meth:`coerce`, which names
+        the problem. Anything else is coerced (and checked) now.
+
+        Returns:
+            The model input, and whether it is fully checked.
+        """
+        fast = self._float_tensor
+        if (
+            fast is not None
+            and self.input_format == "array"
+            and type(data) is np.ndarray
+            and _fits_float_shape(data, self._float_dtype, fast.shape)
+        ):
+            return data, False
+        return self.coerce(data), True
+
+    @staticmethod
+    def finite(model_input: ModelInput) -> bool:
+        """Whether a batch of :meth:`coerce_for_batch` inputs holds no infinity (only float arrays can)."""
+        return type(model_input) is not np.ndarray or model_input.dtype.kind != "f" or _no_infinity(model_input)
+
     # --- tabular ---------------------------------------------------------------------------------
 
     def _coerce_tabular(self, data: Any) -> ModelInput:
@@ -392,12 +418,17 @@ def _is_float_dtype(dtype: str) -> bool:
 
 def _fits_float(arr: np.ndarray, dtype: np.dtype[Any] | None, shape: tuple[int, ...]) -> bool:
     """Whether ``arr`` already is a valid float tensor: dtype and rank equal, fixed dims equal, rows, no inf."""
+    return _fits_float_shape(arr, dtype, shape) and _no_infinity(arr)
+
+
+def _fits_float_shape(arr: np.ndarray, dtype: np.dtype[Any] | None, shape: tuple[int, ...]) -> bool:
+    """Whether ``arr`` has the float tensor's dtype and shape (rank equal, fixed dims equal, rows)."""
     if arr.dtype != dtype or arr.ndim != len(shape) or arr.ndim == 0 or arr.shape[0] == 0:
         return False
-    for d, a in zip(shape, arr.shape, strict=True):  # a loop, not all(...): no generator per request
+    for d, a in zip(shape, arr.shape, strict=True):  # noqa: SIM110 - a loop: no generator per request
         if d != -1 and d != a:
             return False
-    return _no_infinity(arr)
+    return True
 
 
 def _no_infinity(arr: np.ndarray) -> bool:

@@ -114,9 +114,10 @@ def _parse_v2(body: Body, served: ServedVersion, max_depth: int) -> InferenceReq
 
 
 def _encode_v2(request: InferenceRequest, results: Results, served: ServedVersion) -> Encoded:
-    body, json_length = v2.encode_infer(
-        request, results, model=served.name, version=served.version, classes=served.classes
-    )
+    encoder = served.encoders.get("v2")
+    if encoder is None:
+        encoder = served.encoders["v2"] = v2.ResponseEncoder(served.name, served.version, served.classes)
+    body, json_length = encoder.encode(request, results)
     if json_length is None:
         return Encoded(body)
     return Encoded(body, b"application/octet-stream", [(b"inference-header-content-length", str(json_length).encode())])
@@ -260,7 +261,8 @@ class Endpoints:
                 request = parse(body, served)
                 outputs = served.check_outputs(request.outputs)
                 if self.state.cache is None and len(body.data) < THREAD_COERCE_BYTES:
-                    results = await served.submit(served.coerce(request.data), outputs)  # the usual case, inline
+                    model_input, checked = served.coerce_for_batch(request.data)  # the usual case, inline
+                    results = await served.submit(model_input, outputs, checked)
                 else:
                     results = await self._score(served, request, outputs, len(body.data))
             encoded = encode(request, results, served)

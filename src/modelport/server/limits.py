@@ -262,12 +262,32 @@ def parse_json(data: bytes, max_depth: int) -> Any:
     Raises:
         BadRequest: Malformed JSON (the parser's message names the position) or too deep.
     """
+    value = load_json(data)
+    check_depth(data, max_depth)
+    return value
+
+
+def load_json(data: bytes) -> Any:
+    """Parse ``data`` with orjson, without the depth check (callers that know the document's depth
+    from its shape, such as the V2 one-pass reader, run :func:`check_depth` only when they don't).
+
+    Raises:
+        BadRequest: An empty body or malformed JSON.
+    """
     if not data:
         raise BadRequest("The request body is empty.", hint="Send a JSON document.")
     try:
-        value = orjson.loads(data)
+        return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"Malformed JSON body: {exc}.", hint="Send a valid JSON document (UTF-8).") from exc
+
+
+def check_depth(data: bytes, max_depth: int) -> None:
+    """Refuse a JSON document nested deeper than ``max_depth``.
+
+    Raises:
+        BadRequest: Too deep (the message gives the depth found).
+    """
     if data.count(b"[") + data.count(b"{") > max_depth:
         depth = json_depth(data)
         if depth > max_depth:
@@ -275,4 +295,3 @@ def parse_json(data: bytes, max_depth: int) -> Any:
                 f"JSON nesting depth {depth} exceeds the limit of {max_depth}.",
                 hint="Flatten the request; model inputs need at most a few levels of nesting.",
             )
-    return value

@@ -36,6 +36,8 @@ class BatchItem(NamedTuple):
 
     model_input: ModelInput
     outputs: tuple[str, ...]
+    checked: bool = True
+    """Whether the input is fully checked; if not, its batch is checked for infinities before the call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,11 @@ class ServedVersion:
         """The response headers that name the version that answered."""
         self.coerce: Callable[[Any], ModelInput] = predictor.coercer.coerce
         """Validate caller data against the signature (the predictor's own, bound once)."""
+        self.coerce_for_batch: Callable[[Any], tuple[ModelInput, bool]] = predictor.coercer.coerce_for_batch
+        """:meth:`Coercer.coerce_for_batch <modelport.runtime.coercion.Coercer.coerce_for_batch>`, bound once:
+        pass its flag on to :meth:`submit`."""
+        self.encoders: dict[str, Any] = {}
+        """Response encoders of this version, by protocol, built on first use (their fixed parts encoded once)."""
         self._outputs_checked: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.in_flight = 0
         self.retired = False
@@ -148,8 +155,12 @@ class ServedVersion:
                 self._outputs_checked[key] = checked
         return checked
 
-    def submit(self, model_input: ModelInput, outputs: tuple[str, ...]) -> Awaitable[Results]:
+    def submit(self, model_input: ModelInput, outputs: tuple[str, ...], checked: bool = True) -> Awaitable[Results]:
         """Score one request through the batcher (await the result).
+
+        ``checked=False`` (from :attr:`coerce_for_batch`) has the batch checked for infinities
+        before the model call; a request holding one then gets the :class:`ValidationError` that
+        :attr:`coerce` raises for it, and the others are scored.
 
         Raises:
             Overloaded: The queue is full.
@@ -157,19 +168,22 @@ class ServedVersion:
         """
         if self._batcher is None:
             raise RuntimeError(f"{self!r} is not started")
-        return self._batcher.submit(BatchItem(model_input, outputs))
+        return self._batcher.submit(BatchItem(model_input, outputs, checked))
 
     def _process(self, items: list[BatchItem]) -> list[Results | BaseException]:
         """Score a batch in one model call (run in the executor)."""
         if len(items) == 1:
             item = items[0]
             try:
-                return [self.predictor.run(item.model_input, item.outputs)]
+                model_input = item.model_input if item.checked else self.coerce(item.model_input)
+                return [self.predictor.run(model_input, item.outputs)]
             except Exception as exc:  # handed to the waiting request
                 return [exc]
         wanted = tuple(dict.fromkeys(name for item in items for name in item.outputs))
         try:
             merged = self.predictor.concat([item.model_input for item in items])
+            if not all(item.checked for item in items) and not self.predictor.coercer.finite(merged):
+                return [self._process([item])[0] for item in items]  # find the one(s) holding infinities
             results = self.predictor.run(merged, wanted)
         except Exception:
             return [self._process([item])[0] for item in items]

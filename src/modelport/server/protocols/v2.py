@@ -18,7 +18,7 @@ import numpy as np
 
 from modelport.core.errors import BadRequest, ValidationError
 from modelport.core.types import Signature
-from modelport.server.limits import Body, parse_json
+from modelport.server.limits import Body, check_depth, load_json
 from modelport.server.protocols.tensors import (
     DATATYPES,
     InferenceRequest,
@@ -157,9 +157,10 @@ def _tabular_data(arrays: dict[str, np.ndarray], signature: Signature) -> Any:
 
 _NUMERIC = {name: dtype for name, dtype in DATATYPES.items() if dtype.kind in "biuf"}
 _TENSOR_KEYS = frozenset({"name", "shape", "datatype", "data"})
+_REQUEST_KEYS = frozenset({"inputs", "outputs", "id"})
 
 
-def _simple_request(doc: dict[str, Any], signature: Signature) -> InferenceRequest | None:
+def _simple_request(doc: dict[str, Any], signature: Signature, max_depth: int) -> InferenceRequest | None:
     """The commonest request read in one pass, or ``None`` for anything else.
 
     One numeric JSON tensor that is the model's whole input (a 2-D input of a tabular model, or
@@ -167,11 +168,15 @@ def _simple_request(doc: dict[str, Any], signature: Signature) -> InferenceReque
     parameters. It builds exactly what the general parser builds (the same ``np.asarray`` call on
     the same data); anything unusual or wrong returns ``None`` so that the general parser, the
     one source of error messages, handles it.
+
+    Such a document's nesting depth is known from its shape: the object, ``inputs``, the tensor,
+    then as many levels as the data array has dimensions (``outputs`` and ``id`` go no deeper).
+    Within ``max_depth`` the body needs no scan for it; beyond, the general path refuses it.
     """
     inputs = doc.get("inputs")
-    if type(inputs) is not list or len(inputs) != 1 or "parameters" in doc:
+    if type(inputs) is not list or len(inputs) != 1 or not doc.keys() <= _REQUEST_KEYS:
         return None
-    arr = _simple_tensor(inputs[0], signature)
+    arr = _simple_tensor(inputs[0], signature, max_depth - _TENSOR_DEPTH)
     if arr is None:
         return None
     raw_outputs = doc.get("outputs")
@@ -182,7 +187,11 @@ def _simple_request(doc: dict[str, Any], signature: Signature) -> InferenceReque
     return InferenceRequest(arr, outputs, request_id)
 
 
-def _simple_tensor(tensor: Any, signature: Signature) -> np.ndarray | None:
+_TENSOR_DEPTH = 3
+"""Nesting above a V2 input's ``data``: the request object, its ``inputs`` list, the tensor object."""
+
+
+def _simple_tensor(tensor: Any, signature: Signature, max_data_depth: int) -> np.ndarray | None:
     if type(tensor) is not dict or tensor.keys() != _TENSOR_KEYS:
         return None
     name, shape, data, datatype = tensor["name"], tensor["shape"], tensor["data"], tensor["datatype"]
@@ -203,7 +212,7 @@ def _simple_tensor(tensor: Any, signature: Signature) -> np.ndarray | None:
         arr = np.asarray(data, dtype=dtype)
     except (TypeError, ValueError, OverflowError):
         return None
-    if arr.size != size:
+    if arr.size != size or arr.ndim > max_data_depth:  # data is a list: one dimension per nesting level
         return None
     return arr if arr.shape == tuple(shape) else arr.reshape(shape)
 
@@ -227,13 +236,14 @@ def parse_infer(body: Body, signature: Signature, max_depth: int) -> InferenceRe
         ValidationError: Datatype, shape or input names that do not fit the model.
     """
     header = body.data if body.json_length is None else body.data[: body.json_length]
-    doc = parse_json(header, max_depth)
+    doc = load_json(header)
+    if body.json_length is None and type(doc) is dict:
+        simple = _simple_request(doc, signature, max_depth)
+        if simple is not None:
+            return simple  # within max_depth by its shape
+    check_depth(header, max_depth)
     if not isinstance(doc, dict):
         raise BadRequest(f"The request must be a JSON object, got {type(doc).__name__}.", hint=_HINT)
-    if body.json_length is None:
-        simple = _simple_request(doc, signature)
-        if simple is not None:
-            return simple
     return _general_request(doc, body, signature)
 
 
@@ -259,32 +269,75 @@ def encode_infer(
     version: int,
     classes: tuple[Any, ...] | None,
 ) -> tuple[bytes, int | None]:
-    """Encode a V2 ``infer`` response.
+    """Encode a V2 ``infer`` response (see :class:`ResponseEncoder`, which servers keep per version)."""
+    return ResponseEncoder(model, version, classes).encode(request, results)
 
-    Returns:
-        The body, and the JSON header length when binary outputs follow it (``None`` otherwise).
+
+class ResponseEncoder:
+    """Encodes the V2 ``infer`` responses of one model version.
+
+    JSON responses are assembled from byte strings: the parts that are the same for every
+    response of this version (the model name and version, each output's name, datatype and
+    classes) are encoded with orjson once; only shapes, data and the request id are encoded per
+    response. The bytes are exactly those of the document ``{"model_name", "model_version",
+    "outputs": [{"name", "datatype", "shape", ["parameters"], "data"}], ["id"]}`` encoded whole
+    (tested). Responses with binary outputs are built as that document.
+
+    Args:
+        model: Model name.
+        version: Model version.
+        classes: Class labels, sent as ``parameters.classes`` of ``predict_proba``.
     """
-    outputs: list[dict[str, Any]] = []
-    tails: list[bytes] = []
-    binary = request.binary_outputs
-    for name, arr in results.items():
-        out: dict[str, Any] = {"name": name, "datatype": datatype_of(arr.dtype), "shape": list(arr.shape)}
-        if name == "predict_proba" and classes is not None:
-            out["parameters"] = {"classes": list(classes)}
-        if name in binary or "*" in binary:
-            raw = array_to_binary(arr)
-            out.setdefault("parameters", {})["binary_data_size"] = len(raw)
-            tails.append(raw)
-        else:
-            out["data"] = as_list(arr.ravel())
-        outputs.append(out)
-    doc: dict[str, Any] = {"model_name": model, "model_version": str(version), "outputs": outputs}
-    if request.id is not None:
-        doc["id"] = request.id
-    head = dumps(doc)
-    if not tails:
-        return head, None
-    return head + b"".join(tails), len(head)
+
+    def __init__(self, model: str, version: int, classes: tuple[Any, ...] | None) -> None:
+        self.model = model
+        self.version = version
+        self.classes = classes
+        self._head = b'{"model_name":' + dumps(model) + b',"model_version":' + dumps(str(version)) + b',"outputs":['
+        self._classes = None if classes is None else b',"parameters":' + dumps({"classes": list(classes)})
+        self._prefixes: dict[tuple[str, np.dtype[Any]], bytes] = {}
+
+    def encode(self, request: InferenceRequest, results: Mapping[str, np.ndarray]) -> tuple[bytes, int | None]:
+        """The response body, and the JSON header length when binary outputs follow it (``None`` otherwise)."""
+        if request.binary_outputs:
+            return self._encode_document(request, results)
+        parts = []
+        for name, arr in results.items():
+            key = (name, arr.dtype)
+            prefix = self._prefixes.get(key)
+            if prefix is None:
+                prefix = b'{"name":' + dumps(name) + b',"datatype":' + dumps(datatype_of(arr.dtype)) + b',"shape":'
+                if len(self._prefixes) < 64:  # a version has few outputs and dtypes
+                    self._prefixes[key] = prefix
+            middle = self._classes if name == "predict_proba" and self._classes is not None else b""
+            parts.append(prefix + dumps(arr.shape) + middle + b',"data":' + dumps(as_list(arr.ravel())) + b"}")
+        tail = b"]}" if request.id is None else b'],"id":' + dumps(request.id) + b"}"
+        return self._head + b",".join(parts) + tail, None
+
+    def _encode_document(
+        self, request: InferenceRequest, results: Mapping[str, np.ndarray]
+    ) -> tuple[bytes, int | None]:
+        outputs: list[dict[str, Any]] = []
+        tails: list[bytes] = []
+        binary = request.binary_outputs
+        for name, arr in results.items():
+            out: dict[str, Any] = {"name": name, "datatype": datatype_of(arr.dtype), "shape": list(arr.shape)}
+            if name == "predict_proba" and self.classes is not None:
+                out["parameters"] = {"classes": list(self.classes)}
+            if name in binary or "*" in binary:
+                raw = array_to_binary(arr)
+                out.setdefault("parameters", {})["binary_data_size"] = len(raw)
+                tails.append(raw)
+            else:
+                out["data"] = as_list(arr.ravel())
+            outputs.append(out)
+        doc: dict[str, Any] = {"model_name": self.model, "model_version": str(self.version), "outputs": outputs}
+        if request.id is not None:
+            doc["id"] = request.id
+        head = dumps(doc)
+        if not tails:
+            return head, None
+        return head + b"".join(tails), len(head)
 
 
 def model_metadata(name: str, versions: list[int], signature: Signature, flavor: str) -> dict[str, Any]:
