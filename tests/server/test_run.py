@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
 from modelport.core.errors import ConfigError
 from modelport.server.config import ServerConfig
@@ -97,11 +101,6 @@ def test_uvicorn_options_follow_the_config() -> None:
 
 def _client_seen(config: ServerConfig, headers: dict[str, str]) -> str:
     """The client address an app sees behind uvicorn started with ``config``'s options."""
-    import threading
-    import time
-
-    import httpx
-    import uvicorn
 
     async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -135,3 +134,15 @@ def test_forwarded_headers_are_believed_only_from_the_configured_proxies() -> No
     assert uvicorn_options(behind_proxy, "warning")["forwarded_allow_ips"] == ["127.0.0.1"]
     assert _client_seen(behind_proxy, spoofed) == "203.0.113.7"
     assert _client_seen(ServerConfig(forwarded_allow_ips=("10.9.9.9",)), spoofed) == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("entries", "named"),
+    [(("127.0.0.l",), "'127.0.0.l'"), (("10.0.0.0/33",), "'10.0.0.0/33'"), (("*", "10.0.0.1"), "'*' trusts")],
+)
+def test_a_mistyped_trusted_proxy_is_refused_naming_it(entries: tuple[str, ...], named: str) -> None:
+    with pytest.raises(ConfigError, match="forwarded_allow_ips") as info:
+        ServerConfig.build(forwarded_allow_ips=entries)
+    assert named in info.value.message
+    assert ServerConfig.build(forwarded_allow_ips=("*",)).forwarded_allow_ips == ("*",)
+    assert ServerConfig.build(forwarded_allow_ips=("::1", "10.0.0.0/8")).forwarded_allow_ips == ("::1", "10.0.0.0/8")

@@ -175,6 +175,23 @@ class ServerConfig(BaseModel):
             for i, v in enumerate(value)
         )
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # uvicorn would take a mistyped entry for a literal host name that never matches: refuse it here
+        if "*" in value and len(value) > 1:
+            raise ValueError("'*' trusts every address and must be the only entry")
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry) if "/" in entry else ipaddress.ip_address(entry)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is neither an IP address nor a network (e.g. 127.0.0.1, 10.0.0.0/8, or '*')"
+                ) from None
+        return value
+
     @field_validator("cache_url")
     @classmethod
     def _check_cache_url(cls, value: SecretStr | None) -> SecretStr | None:

@@ -114,10 +114,7 @@ def _parse_v2(body: Body, served: ServedVersion, max_depth: int) -> InferenceReq
 
 
 def _encode_v2(request: InferenceRequest, results: Results, served: ServedVersion) -> Encoded:
-    encoder = served.encoders.get("v2")
-    if encoder is None:
-        encoder = served.encoders["v2"] = v2.ResponseEncoder(served.name, served.version, served.classes)
-    body, json_length = encoder.encode(request, results)
+    body, json_length = served.v2_encoder.encode(request, results)
     if json_length is None:
         return Encoded(body)
     return Encoded(body, b"application/octet-stream", [(b"inference-header-content-length", str(json_length).encode())])

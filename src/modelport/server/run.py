@@ -151,7 +151,6 @@ def uvicorn_options(config: ServerConfig, log_level: str) -> dict[str, Any]:
         "log_level": log_level.lower(),
         "server_header": False,
         "http": HTTP_PROTOCOL,
-        "interface": "asgi3",
         # X-Forwarded-* rewrite the client only for the proxies the config names (none by default)
         "proxy_headers": bool(config.forwarded_allow_ips),
         "forwarded_allow_ips": list(config.forwarded_allow_ips) or None,

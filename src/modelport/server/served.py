@@ -25,6 +25,7 @@ from modelport.core.types import Signature
 from modelport.runtime.batcher import MicroBatcher
 from modelport.runtime.observe import RuntimeObserver
 from modelport.runtime.predictor import Predictor
+from modelport.server.protocols.v2 import ResponseEncoder
 
 logger = logging.getLogger("modelport.server")
 
@@ -99,8 +100,8 @@ class ServedVersion:
         self.coerce_for_batch: Callable[[Any], tuple[ModelInput, bool]] = predictor.coercer.coerce_for_batch
         """:meth:`Coercer.coerce_for_batch <modelport.runtime.coercion.Coercer.coerce_for_batch>`, bound once:
         pass its flag on to :meth:`submit`."""
-        self.encoders: dict[str, Any] = {}
-        """Response encoders of this version, by protocol, built on first use (their fixed parts encoded once)."""
+        self.v2_encoder = ResponseEncoder(self.name, version, self.classes)
+        """Encodes this version's V2 ``infer`` responses (their fixed parts encoded once)."""
         self._outputs_checked: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.in_flight = 0
         self.retired = False
