@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 from starlette.types import ASGIApp, Message
 
-from modelport.bundle.io import save_bundle
+from modelport.bundle.io import load_bundle, save_bundle
+from modelport.bundle.loaded import LoadedBundle
+from modelport.server.app import create_app
+from modelport.server.config import ServerConfig
 
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
@@ -104,3 +111,52 @@ def v2_body(records: list[dict[str, float]], outputs: tuple[str, ...] | None = N
     if outputs is not None:
         doc["outputs"] = [{"name": o} for o in outputs]
     return doc
+
+
+class Gated:
+    """Wraps a real adapter: each call waits for ``gate`` (when set up) and sleeps ``delay_s``."""
+
+    def __init__(self, inner: Any, *, delay_s: float = 0.0, gate: threading.Event | None = None) -> None:
+        self.inner = inner
+        self.input_format, self.classes, self.has_proba = inner.input_format, inner.classes, inner.has_proba
+        self.delay_s = delay_s
+        self.gate = gate
+        self.calls = 0
+        self.entered = threading.Event()
+        self.saw_infinity = False
+
+    def _look(self, data: Any) -> None:
+        values = np.asarray(data)
+        if values.dtype.kind == "f" and np.isinf(values).any():
+            self.saw_infinity = True
+
+    def _wait(self) -> None:
+        self.calls += 1
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(10)
+        time.sleep(self.delay_s)
+
+    def predict(self, data: Any) -> np.ndarray:
+        self._look(data)
+        self._wait()
+        return np.asarray(self.inner.predict(data))
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        self._look(data)
+        self._wait()
+        return np.asarray(self.inner.predict_proba(data))
+
+
+def gated_app(bundle: Path, adapter_box: list[Gated], *, gate: threading.Event | None = None, delay_s: float = 0.0,
+              **config: Any) -> Any:  # fmt: skip
+    """An app serving ``bundle`` whose model is wrapped in :class:`Gated` (appended to ``adapter_box``)."""
+
+    def loader(path: Path) -> LoadedBundle:
+        loaded = load_bundle(path)
+        adapter = Gated(loaded.adapter, delay_s=delay_s, gate=gate)
+        adapter_box.append(adapter)
+        return dataclasses.replace(loaded, adapter=adapter)
+
+    settings = {"models": (str(bundle),), "poll_interval_s": 0, "warmup_rows": 0, **config}
+    return create_app(ServerConfig(**settings), registry=None, loader=loader)

@@ -4,70 +4,14 @@ deadlines answer 504, and shutdown drains in-flight requests while readiness tur
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
-from modelport.bundle.io import load_bundle
-from modelport.bundle.loaded import LoadedBundle
-from modelport.server.app import create_app
-from modelport.server.config import ServerConfig
-
-from .support import Lifespan, client_for, rows, serving, v2_body
+from .support import Gated, Lifespan, client_for, gated_app, rows, serving, v2_body
 
 pytestmark = pytest.mark.anyio
-
-
-class Gated:
-    """Wraps a real adapter: each call waits for ``gate`` (when set up) and sleeps ``delay_s``."""
-
-    def __init__(self, inner: Any, *, delay_s: float = 0.0, gate: threading.Event | None = None) -> None:
-        self.inner = inner
-        self.input_format, self.classes, self.has_proba = inner.input_format, inner.classes, inner.has_proba
-        self.delay_s = delay_s
-        self.gate = gate
-        self.calls = 0
-        self.entered = threading.Event()
-        self.saw_infinity = False
-
-    def _look(self, data: Any) -> None:
-        values = np.asarray(data)
-        if values.dtype.kind == "f" and np.isinf(values).any():
-            self.saw_infinity = True
-
-    def _wait(self) -> None:
-        self.calls += 1
-        self.entered.set()
-        if self.gate is not None:
-            self.gate.wait(10)
-        time.sleep(self.delay_s)
-
-    def predict(self, data: Any) -> np.ndarray:
-        self._look(data)
-        self._wait()
-        return np.asarray(self.inner.predict(data))
-
-    def predict_proba(self, data: Any) -> np.ndarray:
-        self._look(data)
-        self._wait()
-        return np.asarray(self.inner.predict_proba(data))
-
-
-def _app(bundle: Path, adapter_box: list[Gated], *, gate: threading.Event | None = None, delay_s: float = 0.0,
-         **config: Any) -> Any:  # fmt: skip
-    def loader(path: Path) -> LoadedBundle:
-        loaded = load_bundle(path)
-        adapter = Gated(loaded.adapter, delay_s=delay_s, gate=gate)
-        adapter_box.append(adapter)
-        return dataclasses.replace(loaded, adapter=adapter)
-
-    settings = {"models": (str(bundle),), "poll_interval_s": 0, "warmup_rows": 0, **config}
-    return create_app(ServerConfig(**settings), registry=None, loader=loader)
 
 
 ONE = v2_body(rows(1), ("predict",))
@@ -82,7 +26,7 @@ def _sample(text: str, name: str) -> float:
 
 async def test_concurrent_requests_are_merged_into_batches(iris_bundles: dict[int, Path]) -> None:
     box: list[Gated] = []
-    app = _app(iris_bundles[1], box, delay_s=0.05, max_batch_size=32, max_batch_delay_ms=5)
+    app = gated_app(iris_bundles[1], box, delay_s=0.05, max_batch_size=32, max_batch_delay_ms=5)
     async with serving(app) as client:
         replies = await asyncio.gather(*(client.post("/v2/models/iris/infer", json=ONE) for _ in range(24)))
         assert {r.status_code for r in replies} == {200}
@@ -98,7 +42,7 @@ async def test_concurrent_requests_are_merged_into_batches(iris_bundles: dict[in
 
 async def test_a_lone_request_is_a_batch_of_one(iris_bundles: dict[int, Path]) -> None:
     box: list[Gated] = []
-    async with serving(_app(iris_bundles[1], box, max_batch_delay_ms=50)) as client:
+    async with serving(gated_app(iris_bundles[1], box, max_batch_delay_ms=50)) as client:
         for _ in range(3):
             assert (await client.post("/v2/models/iris/infer", json=ONE)).status_code == 200
         text = (await client.get("/metrics")).text
@@ -108,7 +52,7 @@ async def test_a_lone_request_is_a_batch_of_one(iris_bundles: dict[int, Path]) -
 async def test_full_queue_is_503_with_retry_after(iris_bundles: dict[int, Path]) -> None:
     gate = threading.Event()
     box: list[Gated] = []
-    app = _app(iris_bundles[1], box, gate=gate, max_batch_size=1, max_queue=2, retry_after_s=3)
+    app = gated_app(iris_bundles[1], box, gate=gate, max_batch_size=1, max_queue=2, retry_after_s=3)
     async with serving(app) as client:
         tasks = [asyncio.ensure_future(client.post("/v2/models/iris/infer", json=ONE)) for _ in range(8)]
         await asyncio.to_thread(box[0].entered.wait, 5)
@@ -127,7 +71,7 @@ async def test_full_queue_is_503_with_retry_after(iris_bundles: dict[int, Path])
 
 async def test_request_past_its_deadline_is_504(iris_bundles: dict[int, Path]) -> None:
     box: list[Gated] = []
-    app = _app(iris_bundles[1], box, delay_s=0.5, request_timeout_s=0.1)
+    app = gated_app(iris_bundles[1], box, delay_s=0.5, request_timeout_s=0.1)
     async with serving(app) as client:
         resp = await client.post("/v2/models/iris/infer", json=ONE)
         assert resp.status_code == 504
@@ -139,7 +83,7 @@ async def test_request_past_its_deadline_is_504(iris_bundles: dict[int, Path]) -
 async def test_shutdown_turns_readiness_off_and_drains_in_flight_requests(iris_bundles: dict[int, Path]) -> None:
     gate = threading.Event()
     box: list[Gated] = []
-    app = _app(iris_bundles[1], box, gate=gate, drain_timeout_s=10)
+    app = gated_app(iris_bundles[1], box, gate=gate, drain_timeout_s=10)
     driver = Lifespan(app)
     await driver.startup()
     async with client_for(app) as client:
@@ -161,7 +105,7 @@ async def test_shutdown_turns_readiness_off_and_drains_in_flight_requests(iris_b
 async def test_drain_gives_up_after_its_timeout(iris_bundles: dict[int, Path]) -> None:
     gate = threading.Event()
     box: list[Gated] = []
-    app = _app(iris_bundles[1], box, gate=gate, drain_timeout_s=0.1)
+    app = gated_app(iris_bundles[1], box, gate=gate, drain_timeout_s=0.1)
     driver = Lifespan(app)
     await driver.startup()
     async with client_for(app) as client:
@@ -186,7 +130,7 @@ async def test_an_infinity_fails_only_its_own_request_in_a_batch(tmp_path: Path)
     model = LogisticRegression(max_iter=1000).fit(x, y)
     save_bundle(model, tmp_path / "tensor", name="flowers", sample_input=x[:50])  # a tensor signature
     box: list[Gated] = []
-    app = _app(tmp_path / "tensor", box, delay_s=0.05, max_batch_size=32, max_batch_delay_ms=5)
+    app = gated_app(tmp_path / "tensor", box, delay_s=0.05, max_batch_size=32, max_batch_delay_ms=5)
     good = [{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": list(x[i])}]} for i in range(24)]
     bad_body = b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 1e999, 1.4, 0.2]}]}'
     headers = {"content-type": "application/json"}

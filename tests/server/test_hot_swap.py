@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from modelport.api.background import background_server
 from modelport.bundle.io import load_bundle
 from modelport.bundle.loaded import LoadedBundle
 from modelport.core.errors import IntegrityError
@@ -49,7 +52,20 @@ async def _until(client: httpx.AsyncClient, version: str, timeout_s: float = 20.
         await asyncio.sleep(0.02)
 
 
-async def test_alias_moves_back_and_forth_under_load_with_zero_errors(registry: Registry) -> None:
+@asynccontextmanager
+async def _client(app: Any, over: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` in process (ASGI) or over a real socket (where predictions take the direct path)."""
+    if over == "asgi":
+        async with serving(app) as client:
+            yield client
+        return
+    with background_server(app) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            yield client
+
+
+@pytest.mark.parametrize("over", ["asgi", "socket"])
+async def test_alias_moves_back_and_forth_under_load_with_zero_errors(registry: Registry, over: str) -> None:
     statuses: dict[int, int] = {}
     versions: set[str] = set()
     stop = asyncio.Event()
@@ -61,7 +77,7 @@ async def test_alias_moves_back_and_forth_under_load_with_zero_errors(registry: 
             if resp.status_code == 200:
                 versions.add(resp.json()["model_version"])
 
-    async with serving(create_app(_config(), registry=registry)) as client:
+    async with _client(create_app(_config(), registry=registry), over) as client:
         workers = [asyncio.ensure_future(hammer(client)) for _ in range(8)]
         for target in (2, 1, 2, 1):
             await asyncio.to_thread(registry.set_alias, "iris", "production", target)

@@ -21,7 +21,12 @@ from uvicorn.server import ServerState
 from modelport.api.background import background_server
 from modelport.server.app import create_app
 from modelport.server.config import ServerConfig
-from modelport.server.http_protocol import HTTP_PROTOCOL, CoalescingHttpProtocol, CoalescingTransport
+from modelport.server.http_protocol import (
+    HTTP_PROTOCOL,
+    CoalescingHttpProtocol,
+    CoalescingTransport,
+    ModelportHttpProtocol,
+)
 from modelport.server.run import uvicorn_options
 
 pytestmark = pytest.mark.anyio
@@ -237,7 +242,7 @@ async def test_a_head_response_and_a_streamed_response_arrive_whole() -> None:
 
 
 def test_the_server_runs_uvicorn_with_this_protocol() -> None:
-    assert uvicorn_options(ServerConfig(), "warning")["http"] is CoalescingHttpProtocol
+    assert uvicorn_options(ServerConfig(), "warning")["http"] is ModelportHttpProtocol
 
 
 # --- a real socket ---------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from modelport.runtime.predlog import PredictionLogWriter
 from modelport.runtime.redaction import Redactor
 from modelport.server.auth import Authenticator, FailureLimiter, Gate, Policy, StaticKeys
 from modelport.server.config import ServerConfig
+from modelport.server.direct import DirectPredictions
 from modelport.server.endpoints import Endpoints
 from modelport.server.errors import JSON_TYPE, translate
 from modelport.server.fastpath import FastPath
@@ -70,6 +71,8 @@ class ModelportApp(Starlette):
 
     fast_path: FastPath
     envelope: RequestEnvelope
+    direct: DirectPredictions
+    """What modelport's HTTP protocol answers without ASGI (see :mod:`modelport.server.direct`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -197,5 +200,13 @@ def create_app(
     )
     app.fast_path = FastPath(routes)
     app.envelope = RequestEnvelope(app.router, metrics=metrics, access_log=state.access_log, in_flight=state.in_flight)
+    direct_routes = {"v2_infer": endpoints.v2_route, "v1_predict": endpoints.v1_route}
+    app.direct = DirectPredictions(
+        endpoints,
+        app.envelope,
+        gate,
+        state.limits,
+        [(spec.path, direct_routes[spec.handler]) for spec in ROUTES if spec.handler in direct_routes],
+    )
     app.state.modelport = state
     return app

@@ -8,6 +8,9 @@ fires at most one slot late. When it fires, the request's task is cancelled and 
 cancellation leaves the ``with`` block as :class:`TimeoutError`, exactly as with
 ``asyncio.timeout`` (a cancellation from elsewhere stays a cancellation). The block is a plain
 (synchronous) ``with`` inside the request's coroutine: entering and leaving it awaits nothing.
+
+A request handled without a task (:mod:`modelport.server.direct`) uses :meth:`Deadlines.watch`
+instead: at expiry its target's ``cancel()`` is called, and :meth:`Deadline.clear` ends the watch.
 """
 
 from __future__ import annotations
@@ -15,9 +18,17 @@ from __future__ import annotations
 import asyncio
 import math
 from types import TracebackType
+from typing import Protocol
 
 MIN_SLOT_S = 0.01
 SLOTS_PER_TIMEOUT = 200
+
+
+class Cancellable(Protocol):
+    """What a deadline stops when it passes: a task, or a request handled without one."""
+
+    def cancel(self) -> object:
+        """Stop the work (its result is no longer wanted)."""
 
 
 class Deadlines:
@@ -35,6 +46,17 @@ class Deadlines:
     def start(self) -> Deadline:
         """A deadline ``timeout_s`` from when its ``with`` block is entered (inside a task)."""
         return Deadline(self)
+
+    def watch(self, target: Cancellable, loop: asyncio.AbstractEventLoop) -> Deadline:
+        """A deadline ``timeout_s`` from now that calls ``target.cancel()`` when it passes.
+
+        Its :attr:`Deadline.expired` tells, afterwards, whether it did; call :meth:`Deadline.clear`
+        once the work is done.
+        """
+        entry = Deadline(self)
+        entry._task = target
+        entry._slot = self._join(entry, loop)
+        return entry
 
     def _join(self, entry: Deadline, loop: asyncio.AbstractEventLoop) -> int:
         slot = math.ceil((loop.time() + self.timeout_s) / self.slot_s)
@@ -62,7 +84,7 @@ class Deadline:
 
     def __init__(self, owner: Deadlines) -> None:
         self._owner = owner
-        self._task: asyncio.Task[object] | None = None
+        self._task: Cancellable | None = None
         self._slot = 0
         self._cancelling = 0
         self.expired = False
@@ -72,6 +94,11 @@ class Deadline:
         if self._task is not None:
             self.expired = True
             self._task.cancel()
+
+    def clear(self) -> None:
+        """End a :meth:`Deadlines.watch`: the target's work is done (or given up)."""
+        self._owner._leave(self, self._slot)
+        self._task = None
 
     def __enter__(self) -> Deadline:
         loop = asyncio.get_running_loop()
@@ -88,6 +115,7 @@ class Deadline:
     ) -> None:
         self._owner._leave(self, self._slot)
         task, self._task = self._task, None
+        assert task is None or isinstance(task, asyncio.Task)
         # uncancel() first, whatever the exception: the expiry's cancel request is ours to take back
         if (
             self.expired

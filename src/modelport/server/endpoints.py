@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from starlette.types import Receive, Scope, Send
@@ -109,6 +109,47 @@ Parse = Callable[[Body, ServedVersion], InferenceRequest]
 Encode = Callable[[InferenceRequest, Results, ServedVersion], Encoded]
 
 
+class PredictionRoute(NamedTuple):
+    """How one prediction route reads requests and writes answers.
+
+    Attributes:
+        route: Its name in metrics and logs (``v2_infer``, ``v1_predict``, ``invocations``).
+        parse: Body to :class:`InferenceRequest`.
+        encode: Results to the response body.
+        accept_csv: Whether the route also reads ``text/csv``.
+        version_headers: Whether the server's version headers are added (MLflow's encoder always adds them).
+    """
+
+    route: str
+    parse: Parse
+    encode: Encode
+    accept_csv: bool = False
+    version_headers: bool = True
+
+
+class Call:
+    """One prediction request on its way through :class:`Endpoints` (over ASGI, or :mod:`~modelport.server.direct`)."""
+
+    __slots__ = ("answer", "info", "outputs", "release", "request", "route", "served", "size")
+
+    def __init__(
+        self,
+        info: RequestInfo,
+        route: PredictionRoute,
+        served: ServedVersion,
+        release: ActiveRelease | None,
+        answer: Answer,
+    ) -> None:
+        self.info = info
+        self.route = route
+        self.served = served
+        self.release = release
+        self.answer = answer
+        self.request: InferenceRequest | None = None
+        self.outputs: tuple[str, ...] = ()
+        self.size = 0
+
+
 def _parse_v2(body: Body, served: ServedVersion, max_depth: int) -> InferenceRequest:
     return v2.parse_infer(body, served.signature, max_depth)
 
@@ -140,13 +181,28 @@ class Endpoints:
         self.config = state.config
         depth = state.config.max_json_depth
         self._deadlines = Deadlines(state.config.request_timeout_s)
-        self._parse_v2: Parse = lambda body, served: _parse_v2(body, served, depth)
-        self._parse_v1: Parse = lambda body, served: v1.parse_predict(parse_json(body.data, depth), served.signature)
-        self._parse_mlflow: Parse = lambda body, served: (
-            mlflow.parse_csv(body.data, served.signature)
-            if body.csv
-            else mlflow.parse_invocations(parse_json(body.data, depth), served.signature)
+        self.v2_route = PredictionRoute("v2_infer", lambda body, served: _parse_v2(body, served, depth), _encode_v2)
+        self.v1_route = PredictionRoute(
+            "v1_predict",
+            lambda body, served: v1.parse_predict(parse_json(body.data, depth), served.signature),
+            _encode_v1,
         )
+        self.mlflow_route = PredictionRoute(
+            "invocations",
+            lambda body, served: (
+                mlflow.parse_csv(body.data, served.signature)
+                if body.csv
+                else mlflow.parse_invocations(parse_json(body.data, depth), served.signature)
+            ),
+            _encode_mlflow,
+            accept_csv=True,
+            version_headers=False,
+        )
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The per-request timeouts of this app."""
+        return self._deadlines
 
     # --- health and metadata -------------------------------------------------------------------
 
@@ -224,11 +280,11 @@ class Endpoints:
 
     def v2_infer(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """``POST /v2/models/{name}[/versions/{version}]/infer`` (returns the coroutine: one frame less per request)."""
-        return self._predict(scope, receive, send, "v2_infer", _path(scope, "name"), self._parse_v2, _encode_v2)
+        return self._predict(scope, receive, send, self.v2_route, _path(scope, "name"))
 
     def v1_predict(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """``POST /v1/models/{name}[/versions/{version}]:predict``."""
-        return self._predict(scope, receive, send, "v1_predict", _path(scope, "name"), self._parse_v1, _encode_v1)
+        return self._predict(scope, receive, send, self.v1_route, _path(scope, "name"))
 
     async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /invocations`` (MLflow, JSON or ``text/csv``): the only served model, or ``default_model``."""
@@ -240,68 +296,115 @@ class Endpoints:
                 f"/invocations needs one model, and this server serves several ({served}).",
                 hint="Start the server with default_model set, or call /v2/models/{name}/infer.",
             )
-        await self._predict(scope, receive, send, "invocations", name, self._parse_mlflow, _encode_mlflow)
+        await self._predict(scope, receive, send, self.mlflow_route, name)
 
-    async def _predict(
-        self, scope: Scope, receive: Receive, send: Send, route: str, name: str, parse: Parse, encode: Encode
-    ) -> None:
+    async def _predict(self, scope: Scope, receive: Receive, send: Send, route: PredictionRoute, name: str) -> None:
         info = request_info(scope)
-        info.route = route
-        started = time.perf_counter()
-        routing = self.state.releases
-        served, release, answer = self._answering(scope, name)
-        info.model, info.version = served.name, served.version
-        request: InferenceRequest | None = None
+        headers = scope["headers"]
+        call = self.begin(info, route, name, _version(scope), headers)
         try:
             with self._deadlines.start():
-                body = await read_body(receive, scope["headers"], self.state.limits, accept_csv=route == "invocations")
-                request = parse(body, served)
-                outputs = served.check_outputs(request.outputs)
-                if self.state.cache is None and len(body.data) < THREAD_COERCE_BYTES:
-                    model_input, checked = served.coerce_for_batch(request.data)  # the usual case, inline
-                    results = await served.submit(model_input, outputs, checked)
-                else:
-                    results = await self._score(served, request, outputs, len(body.data))
-            encoded = encode(request, results, served)
+                body = await read_body(receive, headers, self.state.limits, accept_csv=route.accept_csv)
+                results = await self.submit(call, body)
+            encoded = self.encode(call, results)
         except Exception as exc:
-            self._count_refusal(served, exc)
-            self._log(info, served, request, None, started, exc, answer)
-            if release is not None and routing is not None:
-                routing.observe(release, served.version, answer, _ms(started), not is_failure(exc))
-            if isinstance(exc, Overloaded) and not isinstance(exc, RetryLater):
-                raise RetryLater(exc.message, hint=exc.hint, retry_after_s=self.config.retry_after_s) from exc
-            raise
+            raise self.failed(call, exc)  # noqa: B904 (failed() chains what it replaces)
         finally:
-            served.release()
-        headers = encoded.headers
-        if self.config.version_headers and route != "invocations":  # MLflow's encoder always adds them
-            headers.extend(served.answer_headers)
+            call.served.release()
         if info.direct:
-            headers.append(id_header(info))
+            encoded.headers.append(id_header(info))
             info.status = 200
-        await send_body(send, 200, encoded.body, content_type=encoded.content_type, headers=headers)
-        self._log(info, served, request, results, started, None, answer)
-        if release is not None and routing is not None:
-            routing.observe(release, served.version, answer, _ms(started), True)
-            if release.shadow is not None:
-                release.shadow.offer(ShadowCopy(info.request_id, request.data, outputs, results, len(body.data)))
+        await send_body(send, 200, encoded.body, content_type=encoded.content_type, headers=encoded.headers)
+        self.answered(call, results)
 
-    def _answering(self, scope: Scope, name: str) -> tuple[ServedVersion, ActiveRelease | None, Answer]:
+    # --- the steps of a prediction, shared with the direct path (modelport.server.direct) -----
+
+    def begin(
+        self,
+        info: RequestInfo,
+        route: PredictionRoute,
+        name: str,
+        version: str | None,
+        headers: list[tuple[bytes, bytes]],
+    ) -> Call:
+        """Pick (and acquire) the version that answers; the caller releases ``call.served`` when done.
+
+        Raises:
+            NotFound: No such model or version (the message lists what is served).
+            ServiceUnavailable: The model is not loaded (yet).
+        """
+        info.route = route.route
+        served, release, answer = self._answering(name, version, headers)
+        info.model, info.version = served.name, served.version
+        return Call(info, route, served, release, answer)
+
+    def submit(self, call: Call, body: Body) -> Awaitable[Results]:
+        """Parse, check and queue the request; await the result (the usual case is queued inline, at once).
+
+        Raises:
+            ModelportError: A bad request (parse, outputs, coercion) or a full queue.
+        """
+        served = call.served
+        request = call.request = call.route.parse(body, served)
+        outputs = call.outputs = served.check_outputs(request.outputs)
+        call.size = len(body.data)
+        if self.state.cache is None and call.size < THREAD_COERCE_BYTES:
+            model_input, checked = served.coerce_for_batch(request.data)
+            return served.submit(model_input, outputs, checked)
+        return self._score(served, request, outputs, call.size)
+
+    def encode(self, call: Call, results: Results) -> Encoded:
+        """The response to ``results``, with the version headers where the route adds them."""
+        assert call.request is not None
+        encoded = call.route.encode(call.request, results, call.served)
+        if call.route.version_headers and self.config.version_headers:
+            encoded.headers.extend(call.served.answer_headers)
+        return encoded
+
+    def failed(self, call: Call, exc: Exception) -> Exception:
+        """Count, log and route-observe a failed prediction; return what to raise (``exc``, or the 503 it becomes)."""
+        served = call.served
+        self._count_refusal(served, exc)
+        self._log(call, None, exc)
+        routing = self.state.releases
+        if call.release is not None and routing is not None:
+            routing.observe(call.release, served.version, call.answer, _ms(call.info.started), not is_failure(exc))
+        if isinstance(exc, Overloaded) and not isinstance(exc, RetryLater):
+            retry = RetryLater(exc.message, hint=exc.hint, retry_after_s=self.config.retry_after_s)
+            retry.__cause__ = exc
+            return retry
+        return exc
+
+    def answered(self, call: Call, results: Results) -> None:
+        """After the answer went out: the prediction log, the release's statistics and its shadow copy."""
+        self._log(call, results, None)
+        routing = self.state.releases
+        release = call.release
+        if release is not None and routing is not None:
+            routing.observe(release, call.served.version, call.answer, _ms(call.info.started), True)
+            if release.shadow is not None:
+                assert call.request is not None
+                release.shadow.offer(
+                    ShadowCopy(call.info.request_id, call.request.data, call.outputs, results, call.size)
+                )
+
+    def _answering(
+        self, name: str, version: str | None, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[ServedVersion, ActiveRelease | None, Answer]:
         """The version that answers (acquired), the release routing it (if any) and its role."""
-        version = _version(scope)
         routing = self.state.releases
         if routing is not None and (version is None or not version.isdigit()):
             release = routing.lookup(name, version or "production")
             if release is not None:
-                served, answer = self._route(release, name, version, scope)
+                served, answer = self._route(release, name, version, headers)
                 return served, release, answer
         return self.state.manager.lookup(name, version), None, "primary"
 
     def _route(
-        self, release: ActiveRelease, name: str, alias: str | None, scope: Scope
+        self, release: ActiveRelease, name: str, alias: str | None, headers: list[tuple[bytes, bytes]]
     ) -> tuple[ServedVersion, Answer]:
         """The version the release's router picks (the alias's version while the canary is not loaded yet)."""
-        version, answer = release.router.choose(scope["headers"])
+        version, answer = release.router.choose(headers)
         if answer == "canary":
             try:
                 return self.state.manager.lookup(name, str(version)), answer
@@ -378,26 +481,17 @@ class Endpoints:
         elif isinstance(exc, TimeoutError):
             self.state.metrics.count_refused(served.name, "timeout")
 
-    def _log(
-        self,
-        info: RequestInfo,
-        served: ServedVersion,
-        request: InferenceRequest | None,
-        results: Results | None,
-        started: float,
-        error: BaseException | None,
-        answer: Answer = "primary",
-    ) -> None:
+    def _log(self, call: Call, results: Results | None, error: BaseException | None) -> None:
         predlog = self.state.predlog
         if predlog is not None:
             predlog.log(
-                request_id=info.request_id,
-                served=served,
-                inputs=None if request is None else request.data,
+                request_id=call.info.request_id,
+                served=call.served,
+                inputs=None if call.request is None else call.request.data,
                 outputs=results,
-                latency_ms=(time.perf_counter() - started) * 1e3,
+                latency_ms=_ms(call.info.started),
                 error=error,
-                route=answer,
+                route=call.answer,
             )
 
     # --- the repository extension --------------------------------------------------------------

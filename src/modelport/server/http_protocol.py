@@ -11,14 +11,25 @@ the 2-core machine): about 7 µs less CPU per request and ~20% more requests per
 Nothing else changes: order is kept (every write of the connection goes through the same
 buffer), ``close()`` and ``write_eof()`` send what is held first, ``abort()`` drops it as a
 transport would, and flow control sees held bytes in :meth:`CoalescingTransport.get_write_buffer_size`.
+
+:class:`ModelportHttpProtocol` adds the direct path: when the app (un-wrapped) has a ``direct``
+attribute (a :class:`~modelport.server.direct.DirectPredictions`), a ``POST`` whose headers it
+accepts is answered without an ASGI cycle or a task (see :mod:`modelport.server.direct`). While
+such a request is in progress a :class:`DirectCycle` stands where uvicorn keeps its cycle, so
+uvicorn's own bookkeeping (pipelined requests queue behind it, keep-alive timer, graceful
+shutdown closing the connection after the response, connection loss) works unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from modelport.server.direct import DirectCall, DirectPredictions
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -42,6 +53,13 @@ class CoalescingTransport(asyncio.Transport):
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self.flush)
+
+    def write_now(self, data: bytes) -> None:
+        """Send ``data`` (a whole response) at once, unless earlier writes are held: then after them."""
+        if self._held:
+            self.write(data)
+        elif not self._transport.is_closing():
+            self._transport.write(data)
 
     def writelines(self, list_of_data: Any) -> None:
         """Hold every piece (see :meth:`write`)."""
@@ -129,5 +147,120 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
         self.transport = CoalescingTransport(transport, self.loop)
 
 
-HTTP_PROTOCOL: type[asyncio.Protocol] = CoalescingHttpProtocol
+class _NoEvent:
+    """uvicorn sets its cycle's message event on connection loss; a direct request has none to set."""
+
+    @staticmethod
+    def set() -> None:
+        """Nothing waits on a direct request's body."""
+
+
+class DirectCycle:
+    """Where uvicorn keeps its request-response cycle, while a request is answered directly.
+
+    It is the request's :class:`~modelport.server.direct.Exchange`: :meth:`respond` writes the
+    response in one piece and tells the protocol, as uvicorn's cycle does when its response ends.
+    """
+
+    __slots__ = ("body", "call", "disconnected", "keep_alive", "protocol", "response_complete")
+
+    message_event = _NoEvent
+
+    def __init__(self, protocol: ModelportHttpProtocol, keep_alive: bool) -> None:
+        self.protocol = protocol
+        self.keep_alive = keep_alive
+        self.response_complete = False
+        self.disconnected = False
+        self.body: list[bytes] = []
+        self.call: DirectCall | None = None
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Write the response (status line, the server's default headers, ``headers``, ``body``) once."""
+        if self.response_complete:
+            return
+        self.response_complete = True
+        protocol = self.protocol
+        if not self.disconnected:
+            content = [STATUS_LINE[status]]
+            for name, value in protocol.server_state.default_headers:
+                content += (name, b": ", value, b"\r\n")
+            for name, value in headers:
+                content += (name, b": ", value, b"\r\n")
+            if not self.keep_alive:
+                content.append(b"connection: close\r\n")
+            content += (b"\r\n", body)
+            transport: CoalescingTransport = protocol.transport  # type: ignore[assignment]
+            transport.write_now(b"".join(content))
+            if not self.keep_alive:
+                protocol.transport.close()
+        protocol.on_response_complete()
+
+
+class ModelportHttpProtocol(CoalescingHttpProtocol):
+    """:class:`CoalescingHttpProtocol` that answers the app's direct prediction routes without ASGI."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        direct = getattr(self.app, "direct", None)  # absent when uvicorn wrapped the app (proxy headers, tracing)
+        usable = not self.root_path and self.limit_concurrency is None
+        self._direct: DirectPredictions | None = direct if usable else None
+
+    def on_headers_complete(self) -> None:
+        direct = self._direct
+        cycle = self.cycle
+        if (
+            direct is not None
+            and (cycle is None or cycle.response_complete)
+            and not self.expect_100_continue
+            and self.parser.get_method() == b"POST"
+            and not self.parser.should_upgrade()
+        ):
+            path = _plain_path(self.url)
+            if path is not None:
+                keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+                own = self.cycle = DirectCycle(self, keep_alive)  # type: ignore[assignment]
+                own.call = direct.begin(own, path, self.headers, self.client)
+                if own.call is not None:
+                    return
+                self.cycle = cycle
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        cycle: object = self.cycle
+        if type(cycle) is DirectCycle:
+            if not cycle.response_complete:
+                cycle.body.append(body)
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        cycle: object = self.cycle
+        if type(cycle) is DirectCycle:
+            if not cycle.response_complete and cycle.call is not None:
+                parts = cycle.body
+                cycle.call.body_received(parts[0] if len(parts) == 1 else b"".join(parts))
+            return
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle: object = self.cycle
+        if type(cycle) is DirectCycle and not cycle.response_complete:
+            cycle.disconnected = True
+            if cycle.call is not None:
+                cycle.call.disconnected()
+        super().connection_lost(exc)
+
+
+def _plain_path(url: bytes) -> str | None:
+    """The path of a request target with nothing to decode (no percent escapes), else ``None``."""
+    try:
+        raw = httptools.parse_url(url).path
+    except httptools.HttpParserInvalidURLError:
+        return None
+    if raw is None or b"%" in raw or not raw.isascii():
+        return None
+    return raw.decode("ascii")
+
+
+HTTP_PROTOCOL: type[asyncio.Protocol] = ModelportHttpProtocol
 """The ``http`` protocol class modelport runs uvicorn with."""

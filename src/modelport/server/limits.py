@@ -150,6 +150,67 @@ def _scan(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | Non
     return content_type, length, encoding, binary_length
 
 
+class BodyCheck(NamedTuple):
+    """What a request's headers say about its body, checked before a byte of it is read.
+
+    Attributes:
+        limit: The size cap that applies (JSON or binary).
+        decoder: Decompresses a ``Content-Encoding`` body; ``None`` for an uncompressed one.
+        binary_length: The raw ``Inference-Header-Content-Length`` header (V2 binary extension).
+        csv: Whether the body is ``text/csv``.
+    """
+
+    limit: int
+    decoder: _Decoder | None
+    binary_length: bytes | None
+    csv: bool
+
+    def body(self, data: bytes) -> Body:
+        """The :class:`Body` of the complete, uncompressed ``data``.
+
+        Raises:
+            PayloadTooLarge: ``data`` is over the cap.
+            BadRequest: A bad binary header length.
+        """
+        if len(data) > self.limit:
+            raise too_large(self.limit)
+        if self.binary_length is None:
+            return Body(data, None, self.csv)
+        return Body(data, _json_length(self.binary_length, len(data)))
+
+
+def check_body_headers(
+    headers: list[tuple[bytes, bytes]], limits: BodyLimits, *, accept_csv: bool = False
+) -> BodyCheck:
+    """Check the media type, encoding and declared length of a request body before reading it.
+
+    Args:
+        headers: The request's raw headers.
+        limits: The caps.
+        accept_csv: Also take ``text/csv`` (UTF-8), capped like JSON.
+
+    Raises:
+        PayloadTooLarge: A declared ``Content-Length`` over the cap (uncompressed bodies).
+        UnsupportedMediaType: A pickle or unknown media type (``text/csv`` unless ``accept_csv``), a
+            CSV charset other than UTF-8, or an unknown content encoding.
+        BadRequest: CSV with the binary extension header.
+    """
+    content_type, declared, content_encoding, binary_length = _scan(headers)
+    binary = binary_length is not None
+    csv = False
+    if content_type is not None and content_type != b"application/json":
+        csv = _check_media_type(content_type.decode("latin-1"), binary, accept_csv)
+    limit = limits.max_binary_bytes if binary else limits.max_json_bytes
+    decoder = None
+    if content_encoding is not None:
+        encoding = content_encoding.decode("latin-1").strip().lower()
+        if encoding != "identity":
+            decoder = _Decoder(encoding, limit)
+    if decoder is None and declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    return BodyCheck(limit, decoder, binary_length, csv)
+
+
 async def read_body(
     receive: Receive, headers: list[tuple[bytes, bytes]], limits: BodyLimits, *, accept_csv: bool = False
 ) -> Body:
@@ -168,29 +229,12 @@ async def read_body(
             CSV charset other than UTF-8, or an unknown content encoding.
         BadRequest: A corrupt compressed body, or a bad binary header length.
     """
-    content_type, declared, content_encoding, binary_length = _scan(headers)
-    binary = binary_length is not None
-    csv = False
-    if content_type is not None and content_type != b"application/json":
-        csv = _check_media_type(content_type.decode("latin-1"), binary, accept_csv)
-    limit = limits.max_binary_bytes if binary else limits.max_json_bytes
-    decoder = None
-    if content_encoding is not None:
-        encoding = content_encoding.decode("latin-1").strip().lower()
-        if encoding != "identity":
-            decoder = _Decoder(encoding, limit)
-    if decoder is None and declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
+    check = check_body_headers(headers, limits, accept_csv=accept_csv)
     message = await receive()
-    if decoder is None and message["type"] == "http.request" and not message.get("more_body", False):
-        data: bytes = message.get("body", b"")  # the whole body in one message: the usual case
-        if len(data) > limit:
-            raise too_large(limit)
-    else:
-        data = await _receive_all(receive, decoder, limit, limits.max_chunks, message)
-    if binary_length is None:
-        return Body(data, None, csv)
-    return Body(data, _json_length(binary_length, len(data)))
+    if check.decoder is None and message["type"] == "http.request" and not message.get("more_body", False):
+        return check.body(message.get("body", b""))  # the whole body in one message: the usual case
+    data = await _receive_all(receive, check.decoder, check.limit, limits.max_chunks, message)
+    return check.body(data)
 
 
 async def _receive_all(

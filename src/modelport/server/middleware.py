@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.core.errors import ModelportError
 from modelport.server.accesslog import AccessLog
-from modelport.server.errors import JSON_TYPE, translate
+from modelport.server.errors import JSON_TYPE, ErrorReply, translate
 from modelport.server.metrics import ServerMetrics
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -33,9 +33,10 @@ _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 class RequestInfo:
     """What the endpoint tells the envelope about one request (stored at ``scope["modelport"]``)."""
 
-    __slots__ = ("direct", "error_type", "model", "request_id", "route", "status", "version")
+    __slots__ = ("direct", "error_type", "model", "request_id", "route", "started", "status", "version")
 
     def __init__(self, request_id: str, direct: bool = False) -> None:
+        self.started = time.perf_counter()
         self.request_id = request_id
         self.route = "unmatched"
         self.model: str | None = None
@@ -132,7 +133,6 @@ class RequestEnvelope:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
         info = RequestInfo(_request_id(scope["headers"], self.ids))
         scope["modelport"] = info
         status = 500
@@ -151,7 +151,8 @@ class RequestEnvelope:
             status = await self._fail(exc, info, send)
         finally:
             self.in_flight.leave()
-            self._record(scope, info, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - info.started
+            self._record(info, status, scope["method"], scope["path"], scope.get("client"), seconds)
 
     async def direct(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
         """Run ``app`` for one HTTP request inside the envelope, without wrapping ``send``.
@@ -159,27 +160,42 @@ class RequestEnvelope:
         The prediction fast path: ``app`` sees ``info.direct``, adds the ``X-Request-ID`` header
         itself (see :func:`id_header`) and records the status it sent in :attr:`RequestInfo.status`.
         """
-        started = time.perf_counter()
-        info = RequestInfo(_request_id(scope["headers"], self.ids), True)
-        scope["modelport"] = info
-        in_flight = self.in_flight
-        in_flight.count += 1  # InFlight.enter, inlined on the hot path
+        info = scope["modelport"] = self.open(scope["headers"])
         try:
             await app(scope, receive, send)
         except Exception as exc:
             await self._fail(exc, info, send)
         finally:
-            in_flight.leave()
-            self._record(scope, info, info.status or 500, time.perf_counter() - started)
+            self.close(info, info.status or 500, scope["method"], scope["path"], scope.get("client"))
 
-    async def _fail(self, exc: Exception, info: RequestInfo, send: Send) -> int:
-        """Answer ``exc`` (unless a response is already underway); return the status to record."""
+    def open(self, headers: list[tuple[bytes, bytes]]) -> RequestInfo:
+        """Start one request handled outside ASGI (see :mod:`modelport.server.direct`) or by :meth:`direct`.
+
+        Its id is accepted from ``X-Request-ID`` or assigned; it counts as in flight until :meth:`close`.
+        """
+        info = RequestInfo(_request_id(headers, self.ids), True)
+        self.in_flight.count += 1  # InFlight.enter, inlined on the hot path
+        return info
+
+    def close(self, info: RequestInfo, status: int, method: str, path: str, client: Any) -> None:
+        """End a request :meth:`open` started: no longer in flight; metrics and the access log record it."""
+        self.in_flight.leave()
+        self._record(info, status, method, path, client, time.perf_counter() - info.started)
+
+    def reply(self, exc: Exception, info: RequestInfo) -> ErrorReply | None:
+        """The error reply for ``exc`` (noted in ``info``), or ``None`` for a client that went away."""
         if isinstance(exc, ClientDisconnect):
             info.error_type = "ClientDisconnect"
             info.status = CLIENT_CLOSED
-            return CLIENT_CLOSED
+            return None
         info.error_type = exc.type if isinstance(exc, ModelportError) else type(exc).__name__
-        reply = translate(exc, info.request_id)  # logs unexpected errors
+        return translate(exc, info.request_id)  # logs unexpected errors
+
+    async def _fail(self, exc: Exception, info: RequestInfo, send: Send) -> int:
+        """Answer ``exc`` (unless a response is already underway); return the status to record."""
+        reply = self.reply(exc, info)
+        if reply is None:
+            return CLIENT_CLOSED
         if info.status:
             return info.status  # the response is already underway: nothing more can be sent
         info.status = reply.status
@@ -198,15 +214,14 @@ class RequestEnvelope:
         await send({"type": "http.response.body", "body": reply.body})
         return reply.status
 
-    def _record(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
+    def _record(self, info: RequestInfo, status: int, method: str, path: str, client: Any, seconds: float) -> None:
         self.metrics.observe_request(info.route, info.model or "", status, seconds)
         if not self.access_log.active:
             return
-        client: Any = scope.get("client")
         self.access_log.write(
             request_id=info.request_id,
-            method=scope["method"],
-            path=scope["path"],
+            method=method,
+            path=path,
             status=status,
             latency_ms=seconds * 1e3,
             model=info.model,

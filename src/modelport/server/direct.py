@@ -1,0 +1,272 @@
+"""Prediction requests answered without an ASGI cycle or a task: the server's hottest path.
+
+Under uvicorn, each request costs a scope dict, a request-response cycle, an ``asyncio.Event``, a
+task (registered in a weak set), receive and send messages and header checks, before and after
+the app's own work. For the requests that matter most (``POST`` V2 ``infer`` and V1 ``:predict``),
+modelport's HTTP protocol (:mod:`modelport.server.http_protocol`) asks :class:`DirectPredictions`
+first. When it takes the request, the protocol hands over the whole body once it has arrived and
+the prediction runs as plain callbacks: parse, coerce and queue at once, then one callback on the
+batch future encodes and writes the response.
+
+The steps are those of the ASGI route, shared rather than copied: the envelope's request id,
+in-flight count, metrics, access log and error replies (:class:`RequestEnvelope`), and the
+endpoint's version lookup, release routing, parsing, queueing, encoding, prediction log and
+shadow copies (:class:`~modelport.server.endpoints.Endpoints`); the per-request deadline is the
+same :class:`~modelport.server.deadlines.Deadlines` timer, started when the headers arrive, as on
+the ASGI path. A request the direct path does not take goes the usual way, untouched: auth
+switched on (the key check may await the registry), a compressed or chunked body, ``Expect:
+100-continue``, any other route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
+
+from starlette.requests import ClientDisconnect
+from starlette.routing import compile_path
+
+from modelport.server.auth import Gate
+from modelport.server.cache import Results
+from modelport.server.endpoints import Call, Endpoints, PredictionRoute
+from modelport.server.errors import JSON_TYPE
+from modelport.server.limits import BodyCheck, BodyLimits, check_body_headers
+from modelport.server.middleware import CLIENT_CLOSED, RequestEnvelope, RequestInfo, id_header
+
+_JSON = JSON_TYPE.encode()
+MAX_REMEMBERED = 4096
+"""Matched paths kept (a path names a model and version: a server sees few; beyond, it matches again)."""
+
+
+class Exchange(Protocol):
+    """One HTTP request as the server's protocol hands it over, and the way to answer it."""
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Write the whole response: the status line, the protocol's own headers (``Date``), ``headers``
+        (which carry ``Content-Type`` and ``Content-Length``), then ``body``."""
+
+
+class DirectPredictions:
+    """The prediction routes the HTTP protocol may answer without ASGI.
+
+    Args:
+        endpoints: The app's handlers (their prediction steps are shared).
+        envelope: The app's request envelope (ids, in-flight count, metrics, access log, errors).
+        gate: The app's auth gate: while keys are required, requests go the ASGI way.
+        limits: The body caps.
+        routes: ``(path, route)`` pairs in Starlette's path syntax (``{name}``, ``{version}``).
+    """
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        envelope: RequestEnvelope,
+        gate: Gate,
+        limits: BodyLimits,
+        routes: Sequence[tuple[str, PredictionRoute]],
+    ) -> None:
+        self.endpoints = endpoints
+        self.envelope = envelope
+        self.gate = gate
+        self.limits = limits
+        self._routes = tuple((compile_path(path)[0], route) for path, route in routes)
+        self._seen: dict[str, tuple[PredictionRoute, str, str | None]] = {}
+
+    def match(self, path: str) -> tuple[PredictionRoute, str, str | None] | None:
+        """The route, model name and version (``None``: the default) a ``POST`` to ``path`` asks for."""
+        seen = self._seen.get(path)
+        if seen is not None:
+            return seen
+        for pattern, route in self._routes:
+            found = pattern.match(path)
+            if found is not None:
+                params = found.groupdict()
+                matched = (route, params["name"], params.get("version"))
+                if len(self._seen) < MAX_REMEMBERED:
+                    self._seen[path] = matched
+                return matched
+        return None
+
+    def begin(
+        self, exchange: Exchange, path: str, headers: list[tuple[bytes, bytes]], client: Any
+    ) -> DirectCall | None:
+        """Take a ``POST`` to ``path`` whose headers just arrived, or return ``None`` to leave it to ASGI.
+
+        The returned call is fed the body with :meth:`DirectCall.body_received` (or told of a lost
+        connection with :meth:`DirectCall.disconnected`); it answers through ``exchange`` exactly
+        once. A request refused on its headers alone (unknown model, too large, wrong media type) is
+        answered at once, and the body that follows is ignored.
+        """
+        matched = self.match(path)
+        if matched is None or self.gate.enabled or not _plain_body(headers):
+            return None
+        route, name, version = matched
+        call = DirectCall(self, exchange, route, headers, client, path)
+        call.start(name, version)
+        return call
+
+
+def _plain_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the body has a declared length and no content encoding (it can be held whole)."""
+    length = False
+    for name, value in headers:
+        if name == b"content-length":
+            length = True
+        elif name == b"transfer-encoding" or (name == b"content-encoding" and value.strip().lower() != b"identity"):
+            return False
+    return length
+
+
+class DirectCall:
+    """One prediction request on the direct path, from its headers to its response.
+
+    Its :meth:`cancel` is what the request's deadline calls when it passes.
+    """
+
+    __slots__ = (
+        "_check",
+        "_client",
+        "_deadline",
+        "_exchange",
+        "_headers",
+        "_owner",
+        "_path",
+        "_pending",
+        "_route",
+        "call",
+        "done",
+        "info",
+    )
+
+    def __init__(
+        self,
+        owner: DirectPredictions,
+        exchange: Exchange,
+        route: PredictionRoute,
+        headers: list[tuple[bytes, bytes]],
+        client: Any,
+        path: str,
+    ) -> None:
+        self._owner = owner
+        self._exchange = exchange
+        self._route = route
+        self._headers = headers
+        self._client = client
+        self._path = path
+        self._check: BodyCheck | None = None
+        self._pending: asyncio.Future[Results] | None = None
+        self.info: RequestInfo = owner.envelope.open(headers)
+        self.call: Call | None = None
+        self.done = False
+        """Whether the response was written (or the client went away): later body bytes are ignored."""
+        self._deadline = owner.endpoints.deadlines.watch(self, asyncio.get_running_loop())
+
+    def start(self, name: str, version: str | None) -> None:
+        """Check the headers and pick the version that answers (a refusal is answered at once)."""
+        owner = self._owner
+        try:
+            call = self.call = owner.endpoints.begin(self.info, self._route, name, version, self._headers)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        try:
+            self._check = check_body_headers(self._headers, owner.limits, accept_csv=self._route.accept_csv)
+        except Exception as exc:
+            self._failed(call, exc)
+
+    def body_received(self, data: bytes) -> None:
+        """The whole body arrived: parse, check and queue the request."""
+        if self.done:
+            return
+        call = self.call
+        assert call is not None
+        assert self._check is not None
+        try:
+            pending = self._owner.endpoints.submit(call, self._check.body(data))
+        except Exception as exc:
+            self._failed(call, exc)
+            return
+        future = self._pending = _future(pending)
+        future.add_done_callback(self._scored)
+
+    def disconnected(self) -> None:
+        """The connection closed before the response: stop unless the model is already scoring it."""
+        if not self.done and self._pending is None:
+            self._stop(ClientDisconnect())
+
+    def cancel(self) -> None:
+        """The deadline passed: give up waiting (the batcher skips a cancelled request)."""
+        if self.done:
+            return
+        if self._pending is not None:
+            self._pending.cancel()  # _scored answers 504
+        else:
+            self._stop(TimeoutError())
+
+    def _stop(self, exc: Exception) -> None:
+        """End the request before its body was queued."""
+        if self.call is not None:
+            self._failed(self.call, exc)
+        else:
+            self._fail(exc)
+
+    def _scored(self, future: asyncio.Future[Results]) -> None:
+        call = self.call
+        assert call is not None
+        if future.cancelled():
+            self._failed(call, TimeoutError() if self._deadline.expired else ClientDisconnect())
+            return
+        error = future.exception()
+        if error is not None:
+            self._failed(call, error if isinstance(error, Exception) else RuntimeError(repr(error)))
+            return
+        results = future.result()
+        endpoints = self._owner.endpoints
+        try:
+            encoded = endpoints.encode(call, results)
+        except Exception as exc:
+            self._failed(call, exc)
+            return
+        self._finish()
+        call.served.release()
+        info = self.info
+        body = encoded.body
+        headers = [(b"content-type", encoded.content_type), (b"content-length", str(len(body)).encode())]
+        headers += encoded.headers
+        headers.append(id_header(info))
+        info.status = 200
+        self._exchange.respond(200, headers, body)
+        self._close()
+        endpoints.answered(call, results)
+
+    def _failed(self, call: Call, exc: Exception) -> None:
+        """A prediction that got as far as a version failed: release it and answer."""
+        call.served.release()
+        self._fail(self._owner.endpoints.failed(call, exc))
+
+    def _fail(self, exc: Exception) -> None:
+        self._finish()
+        info = self.info
+        reply = self._owner.envelope.reply(exc, info)
+        if reply is not None:
+            info.status = reply.status
+            body = reply.body
+            headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode()), *reply.headers]
+            headers.append(id_header(info))
+            self._exchange.respond(reply.status, headers, body)
+        self._close()
+
+    def _finish(self) -> None:
+        self.done = True
+        self._deadline.clear()
+
+    def _close(self) -> None:
+        self._owner.envelope.close(self.info, self.info.status or CLIENT_CLOSED, "POST", self._path, self._client)
+
+
+def _future(pending: Awaitable[Results]) -> asyncio.Future[Results]:
+    """The batch future itself, or a task for the slower paths (the cache, coercion in a thread)."""
+    if isinstance(pending, asyncio.Future):
+        return pending
+    return asyncio.ensure_future(pending)
