@@ -205,6 +205,22 @@ class ModelportHttpProtocol(CoalescingHttpProtocol):
         usable = not self.root_path and self.limit_concurrency is None
         self._direct: DirectPredictions | None = direct if usable else None
 
+    def on_message_begin(self) -> None:
+        if self._direct is None:
+            super().on_message_begin()
+            return
+        self.url = b""  # uvicorn's per-request state, less the ASGI scope: built only for the ASGI way
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = None  # type: ignore[assignment]
+
+    def _asgi_scope(self) -> None:
+        """Build the request's ASGI scope (uvicorn's own), keeping what the parser has read so far."""
+        url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()
+        self.url, self.expect_100_continue = url, expect_100_continue
+        self.headers = self.scope["headers"] = headers
+
     def on_headers_complete(self) -> None:
         direct = self._direct
         cycle = self.cycle
@@ -223,6 +239,8 @@ class ModelportHttpProtocol(CoalescingHttpProtocol):
                 if own.call is not None:
                     return
                 self.cycle = cycle
+        if self.scope is None:
+            self._asgi_scope()
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
