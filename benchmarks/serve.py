@@ -11,12 +11,15 @@ uvicorn settings):
 * ``noop``: a raw ASGI app that answers a fixed JSON body without reading the model, on stock
   uvicorn: the HTTP ceiling the targets are measured against.
 * ``noop-mp``: the same app on modelport's HTTP protocol (uvicorn's, with each response's header
-  and body writes coalesced into one send, see ``modelport.server.http_protocol``): shown so that
+  and body writes coalesced into one send, see ``modelport.server.http_protocol``; the no-op app
+  has no prediction routes, so none of its requests take modelport's direct path): shown so that
   the share of the ceiling that comes from that protocol is visible.
 * ``naive``: FastAPI + pydantic, ``model.predict`` per request in an ``async def`` endpoint (what
   people write by hand).
 * ``modelport``: ``create_app`` with the ONNX Runtime fast path from ``modelport.edge`` when it is
-  available (the table says which path served), micro-batching on, default limits.
+  available (the table says which path served), micro-batching on, default limits, run by
+  ``modelport.server.run`` (its HTTP protocol answers V2/V1 predictions without an ASGI cycle:
+  ``modelport.server.direct``).
 
 All servers run at once and are loaded one after the other in interleaved rounds; the table shows
 each server's medians, so a slow spell of this shared machine falls on every server alike.

@@ -4,8 +4,8 @@ Over a real socket, the protocol takes ``POST`` predictions straight to the shar
 steps; these tests check that a client cannot tell: the same status, body and headers as the ASGI
 app gives in process, pipelined and keep-alive connections answered in order, ``Connection:
 close`` and HTTP/1.0 honoured, deadlines (while the body arrives, and while the model scores),
-clients that leave mid-body, metrics and the access log. Requests the direct path must not take
-(auth on, compressed or chunked bodies) go the ASGI way and are answered as before.
+clients that leave mid-body, metrics and the access log. API keys are checked as the ASGI route
+checks them; a check that would wait, and compressed or chunked bodies, go the ASGI way.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ import orjson
 import pytest
 
 from modelport.api.background import background_server
+from modelport.registry.registry import Registry
 from modelport.server.app import create_app
 from modelport.server.config import ServerConfig
+from modelport.server.registry_auth import RegistryKeys
 
 from .support import Gated, gated_app, rows, serving, v2_body
 
@@ -260,15 +262,52 @@ async def test_direct_requests_are_counted_and_logged(
     assert line["latency_ms"] > 0
 
 
-async def test_with_keys_required_predictions_go_the_asgi_way(iris_bundles: dict[int, Path]) -> None:
-    app = _app(iris_bundles[1], api_keys=["predict:k-123-456-789-abc"])
+KEY = "k-123-456-789-abcdef"
+
+
+async def test_keys_are_checked_on_the_direct_path_as_on_the_asgi_route(iris_bundles: dict[int, Path]) -> None:
+    in_process = _app(iris_bundles[1], api_keys=[f"predict:{KEY}"], auth_failure_limit=3)
+    over_socket = _app(iris_bundles[1], api_keys=[f"predict:{KEY}"], auth_failure_limit=3)
+    taken = _spy(over_socket)
+    good = {"Authorization": f"Bearer {KEY}"}
+    attempts = [good, {"X-API-Key": KEY}, {}, {"Authorization": "Bearer not-the-key-at-all"}, {"X-API-Key": "nor-this"}]
+    attempts.append(good)  # 3 failures so far: the limit refuses even a good key now (429)
+    with background_server(over_socket) as url:
+        async with serving(in_process) as local, httpx.AsyncClient(base_url=url) as remote:
+            answers = []
+            for headers in attempts:
+                expected = await local.post("/v2/models/iris/infer", content=ONE_ROW, headers=headers)
+                got = await remote.post("/v2/models/iris/infer", content=ONE_ROW, headers=headers)
+                assert (got.status_code, _without_ids(got.content)) == (
+                    expected.status_code,
+                    _without_ids(expected.content),
+                ), headers
+                assert got.headers.get("retry-after") == expected.headers.get("retry-after")
+                answers.append(got.status_code)
+    assert answers == [200, 200, 401, 401, 401, 429]
+    assert taken == [True] * len(attempts)
+    for app in (in_process, over_socket):
+        assert app.state.modelport.metrics.registry.get_sample_value("modelport_auth_failures_total") == 3
+
+
+async def test_a_registry_key_not_yet_cached_goes_the_asgi_way_once(registry: Registry) -> None:
+    issued = registry.users.bootstrap_admin("root", actor="tests").token
+    root = registry.authenticate(issued)
+    registry.users.create_user("scorer", "viewer", by=root)
+    key = registry.users.create_key("scorer", by=root).token
+    authenticator = RegistryKeys(registry, ttl_s=60.0)
+    authenticator.refresh()
+    config = ServerConfig(models=("iris@production",), warmup_rows=2, poll_interval_s=0)
+    app = create_app(config, registry=registry, authenticators=(authenticator,))
     taken = _spy(app)
     with background_server(app) as url, httpx.Client(base_url=url) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        assert [client.post("/v2/models/iris/infer", content=ONE_ROW, headers=headers).status_code for _ in "ab"] == [
+            200,
+            200,
+        ]
         assert client.post("/v2/models/iris/infer", content=ONE_ROW).status_code == 401
-        key = {"Authorization": "Bearer k-123-456-789-abc"}
-        keyed = client.post("/v2/models/iris/infer", content=ONE_ROW, headers=key)
-        assert keyed.status_code == 200
-    assert taken == [False, False]
+    assert taken == [False, True, True]  # looked up in the registry (a thread) once, then from the cache
 
 
 async def test_compressed_and_chunked_bodies_go_the_asgi_way(iris_bundles: dict[int, Path]) -> None:

@@ -207,6 +207,7 @@ def create_app(
         gate,
         state.limits,
         [(spec.path, direct_routes[spec.handler]) for spec in ROUTES if spec.handler in direct_routes],
+        metrics.auth_failures.inc,
     )
     app.state.modelport = state
     return app

@@ -13,21 +13,24 @@ in-flight count, metrics, access log and error replies (:class:`RequestEnvelope`
 endpoint's version lookup, release routing, parsing, queueing, encoding, prediction log and
 shadow copies (:class:`~modelport.server.endpoints.Endpoints`); the per-request deadline is the
 same :class:`~modelport.server.deadlines.Deadlines` timer, started when the headers arrive, as on
-the ASGI path. A request the direct path does not take goes the usual way, untouched: auth
-switched on (the key check may await the registry), a compressed or chunked body, ``Expect:
-100-continue``, any other route.
+the ASGI path. With API keys required, the key is checked by the same
+:meth:`~modelport.server.auth.Gate.authorize`, run to completion at once when it can be (static
+keys, and registry keys it has cached); a check that has to wait (a registry key not cached) sends
+the request the ASGI way, as do a compressed or chunked body, ``Expect: 100-continue`` and any
+other route.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect
 from starlette.routing import compile_path
 
-from modelport.server.auth import Gate
+from modelport.core.errors import Unauthenticated
+from modelport.server.auth import Gate, Principal
 from modelport.server.cache import Results
 from modelport.server.endpoints import Call, Endpoints, PredictionRoute
 from modelport.server.errors import JSON_TYPE
@@ -56,6 +59,7 @@ class DirectPredictions:
         gate: The app's auth gate: while keys are required, requests go the ASGI way.
         limits: The body caps.
         routes: ``(path, route)`` pairs in Starlette's path syntax (``{name}``, ``{version}``).
+        count_auth_failure: Called for each request refused for its key (the ASGI guard counts them too).
     """
 
     def __init__(
@@ -65,7 +69,9 @@ class DirectPredictions:
         gate: Gate,
         limits: BodyLimits,
         routes: Sequence[tuple[str, PredictionRoute]],
+        count_auth_failure: Callable[[], object],
     ) -> None:
+        self.count_auth_failure = count_auth_failure
         self.endpoints = endpoints
         self.envelope = envelope
         self.gate = gate
@@ -99,12 +105,47 @@ class DirectPredictions:
         answered at once, and the body that follows is ignored.
         """
         matched = self.match(path)
-        if matched is None or self.gate.enabled or not _plain_body(headers):
+        if matched is None or not _plain_body(headers):
             return None
+        refusal: Exception | None = None
+        if self.gate.enabled:
+            checked = _at_once(self.gate.authorize("predict", headers, client[0] if client else "unknown"))
+            if checked is None:
+                return None  # the check has to wait: the ASGI way runs it again, as a task
+            refusal = checked if isinstance(checked, Exception) else None
         route, name, version = matched
         call = DirectCall(self, exchange, route, headers, client, path)
-        call.start(name, version)
+        if refusal is None:
+            call.start(name, version)
+        else:
+            if isinstance(refusal, Unauthenticated):
+                self.count_auth_failure()
+            call.refuse(refusal)
         return call
+
+
+def _at_once(check: Coroutine[Any, Any, Principal]) -> Principal | Exception | None:
+    """Run ``check`` to its end if it never has to wait: its result or error; ``None`` if it would wait.
+
+    A check that would wait is closed; what it was waiting for (a registry lookup in a thread) is
+    left to finish, its outcome retrieved so that nothing is logged as never retrieved.
+    """
+    try:
+        waiting_for = check.send(None)
+    except StopIteration as done:
+        principal: Principal = done.value
+        return principal
+    except Exception as exc:
+        return exc
+    check.close()
+    if isinstance(waiting_for, asyncio.Future):
+        waiting_for.add_done_callback(_retrieve)
+    return None
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _plain_body(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -174,6 +215,10 @@ class DirectCall:
             self._check = check_body_headers(self._headers, owner.limits, accept_csv=self._route.accept_csv)
         except Exception as exc:
             self._failed(call, exc)
+
+    def refuse(self, exc: Exception) -> None:
+        """Answer a request refused before any model was picked (a missing or wrong key)."""
+        self._fail(exc)
 
     def body_received(self, data: bytes) -> None:
         """The whole body arrived: parse, check and queue the request."""
