@@ -27,6 +27,7 @@ from modelport.api.background import background_server
 from modelport.registry.registry import Registry
 from modelport.server.app import create_app
 from modelport.server.config import ServerConfig
+from modelport.server.http_protocol import DirectCycle, ModelportHttpProtocol
 from modelport.server.registry_auth import RegistryKeys
 
 from .support import Gated, gated_app, rows, serving, v2_body
@@ -325,3 +326,72 @@ async def test_compressed_and_chunked_bodies_go_the_asgi_way(iris_bundles: dict[
         assert zipped.status_code == 200
         assert client.post("/v2/models/iris/infer", content=chunks()).status_code == 200
     assert taken == [False, False]
+
+
+@pytest.fixture
+def protocols(monkeypatch: pytest.MonkeyPatch) -> list[ModelportHttpProtocol]:
+    """Every connection the servers of this test accept, as its protocol object."""
+    made: list[ModelportHttpProtocol] = []
+    original = ModelportHttpProtocol.connection_made
+
+    def connection_made(self: ModelportHttpProtocol, transport: Any) -> None:
+        original(self, transport)
+        made.append(self)
+
+    monkeypatch.setattr(ModelportHttpProtocol, "connection_made", connection_made)
+    return made
+
+
+async def test_a_client_that_does_not_read_its_answers_stops_being_served(
+    iris_bundles: dict[int, Path], protocols: list[ModelportHttpProtocol]
+) -> None:
+    big = orjson.dumps(v2_body(rows(150) * 10, ("predict_proba",)))  # ~100 KB per answer
+    with _socket_server(_app(iris_bundles[1])) as address, socket.socket() as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.connect(address)
+        conn.settimeout(0.2)
+        for _ in range(60):
+            try:
+                conn.sendall(_request("/v2/models/iris/infer", big))
+            except (TimeoutError, BlockingIOError):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        protocol = protocols[-1]
+        held = protocol.transport.get_write_buffer_size()
+        answered = protocol.server_state.total_requests
+    assert held < 1_000_000  # bounded as on the ASGI way: not one answer per request sent
+    assert answered < 40
+
+
+async def test_an_idle_connection_keeps_nothing_of_its_last_request(
+    iris_bundles: dict[int, Path], protocols: list[ModelportHttpProtocol]
+) -> None:
+    big = orjson.dumps({"instances": rows(150) * 50})
+    with _socket_server(_app(iris_bundles[1])) as address, socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(_request("/v1/models/iris:predict", big))
+        status, _, _ = _read_response(conn, bytearray())
+        cycle = protocols[-1].cycle
+        assert isinstance(cycle, DirectCycle)
+        assert (status, cycle.body, cycle.call) == (200, b"", None)
+
+
+async def test_a_fault_after_scoring_is_a_500_not_a_client_left_waiting(
+    iris_bundles: dict[int, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = _app(iris_bundles[1])
+    endpoints = app.direct.endpoints
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug in a step")
+
+    monkeypatch.setattr(endpoints, "encode", broken)
+    monkeypatch.setattr(endpoints, "failed", broken)
+    with background_server(app) as url, httpx.Client(base_url=url) as client:
+        reply = client.post("/v2/models/iris/infer", content=ONE_ROW)
+        assert reply.status_code == 500
+        assert reply.json()["type"] == "InternalError"
+        assert "a bug in a step" not in reply.text
+        assert client.post("/v2/models/iris/infer", content=b"{bad").status_code == 500  # failed() itself fails
+    assert app.state.modelport.in_flight.count == 0
+    assert "a bug in a step" in caplog.text

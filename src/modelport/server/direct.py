@@ -33,7 +33,7 @@ from modelport.core.errors import Unauthenticated
 from modelport.server.auth import Gate, Principal
 from modelport.server.cache import Results
 from modelport.server.endpoints import Call, Endpoints, PredictionRoute
-from modelport.server.errors import JSON_TYPE
+from modelport.server.errors import JSON_TYPE, translate
 from modelport.server.limits import BodyCheck, BodyLimits, check_body_headers
 from modelport.server.middleware import CLIENT_CLOSED, RequestEnvelope, RequestInfo, id_header
 
@@ -168,6 +168,7 @@ class DirectCall:
     __slots__ = (
         "_check",
         "_client",
+        "_closed",
         "_deadline",
         "_exchange",
         "_headers",
@@ -197,6 +198,7 @@ class DirectCall:
         self._path = path
         self._check: BodyCheck | None = None
         self._pending: asyncio.Future[Results] | None = None
+        self._closed = False
         self.info: RequestInfo = owner.envelope.open(headers)
         self.call: Call | None = None
         self.done = False
@@ -257,6 +259,23 @@ class DirectCall:
             self._fail(exc)
 
     def _scored(self, future: asyncio.Future[Results]) -> None:
+        try:
+            self._answer(future)
+        except Exception as exc:  # a fault in a step after scoring: a 500, never a client left waiting
+            self._crashed(exc)
+
+    def _crashed(self, exc: Exception) -> None:
+        self._finish()
+        info = self.info
+        reply = translate(exc, info.request_id)  # logs it with its traceback
+        if not info.status:
+            info.status = reply.status
+            headers = [(b"content-type", _JSON), (b"content-length", str(len(reply.body)).encode())]
+            self._exchange.respond(reply.status, [*headers, id_header(info)], reply.body)
+        if not self._closed:
+            self._close()
+
+    def _answer(self, future: asyncio.Future[Results]) -> None:
         call = self.call
         assert call is not None
         if future.cancelled():
@@ -288,7 +307,12 @@ class DirectCall:
     def _failed(self, call: Call, exc: Exception) -> None:
         """A prediction that got as far as a version failed: release it and answer."""
         call.served.release()
-        self._fail(self._owner.endpoints.failed(call, exc))
+        try:
+            answer = self._owner.endpoints.failed(call, exc)
+        except Exception as fault:
+            self._crashed(fault)
+            return
+        self._fail(answer)
 
     def _fail(self, exc: Exception) -> None:
         self._finish()
@@ -307,6 +331,7 @@ class DirectCall:
         self._deadline.clear()
 
     def _close(self) -> None:
+        self._closed = True
         self._owner.envelope.close(self.info, self.info.status or CLIENT_CLOSED, "POST", self._path, self._client)
 
 

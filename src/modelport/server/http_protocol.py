@@ -171,14 +171,29 @@ class DirectCycle:
         self.keep_alive = keep_alive
         self.response_complete = False
         self.disconnected = False
-        self.body: list[bytes] = []
+        self.body: bytes | bytearray = b""
         self.call: DirectCall | None = None
 
+    def take_body(self, part: bytes) -> None:
+        """Add a received part of the body (one buffer, however many parts it comes in)."""
+        if not self.body:
+            self.body = part  # the usual case: the whole body in one part, kept without a copy
+        else:
+            if type(self.body) is bytes:
+                self.body = bytearray(self.body)
+            self.body += part
+
     def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        """Write the response (status line, the server's default headers, ``headers``, ``body``) once."""
+        """Write the response (status line, the server's default headers, ``headers``, ``body``) once.
+
+        The request's body and call are let go (the cycle stays on an idle connection until its next
+        request). A client gone meanwhile gets nothing, and the response is not counted, as in uvicorn.
+        """
         if self.response_complete:
             return
         self.response_complete = True
+        self.body = b""
+        self.call = None
         protocol = self.protocol
         if not self.disconnected:
             content = [STATUS_LINE[status]]
@@ -193,7 +208,7 @@ class DirectCycle:
             transport.write_now(b"".join(content))
             if not self.keep_alive:
                 protocol.transport.close()
-        protocol.on_response_complete()
+            protocol.on_response_complete()
 
 
 class ModelportHttpProtocol(CoalescingHttpProtocol):
@@ -228,6 +243,7 @@ class ModelportHttpProtocol(CoalescingHttpProtocol):
             direct is not None
             and (cycle is None or cycle.response_complete)
             and not self.expect_100_continue
+            and not self.flow.write_paused  # a client not reading its answers: the ASGI way waits for it
             and self.parser.get_method() == b"POST"
             and not self.parser.should_upgrade()
         ):
@@ -235,8 +251,10 @@ class ModelportHttpProtocol(CoalescingHttpProtocol):
             if path is not None:
                 keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
                 own = self.cycle = DirectCycle(self, keep_alive)  # type: ignore[assignment]
-                own.call = direct.begin(own, path, self.headers, self.client)
-                if own.call is not None:
+                call = direct.begin(own, path, self.headers, self.client)
+                if call is not None:
+                    if not own.response_complete:  # else refused on its headers alone: the body is ignored
+                        own.call = call
                     return
                 self.cycle = cycle
         if self.scope is None:
@@ -247,16 +265,18 @@ class ModelportHttpProtocol(CoalescingHttpProtocol):
         cycle: object = self.cycle
         if type(cycle) is DirectCycle:
             if not cycle.response_complete:
-                cycle.body.append(body)
+                cycle.take_body(body)
             return
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         cycle: object = self.cycle
         if type(cycle) is DirectCycle:
-            if not cycle.response_complete and cycle.call is not None:
-                parts = cycle.body
-                cycle.call.body_received(parts[0] if len(parts) == 1 else b"".join(parts))
+            call = cycle.call
+            if not cycle.response_complete and call is not None:
+                body = cycle.body
+                cycle.body = b""
+                call.body_received(body if type(body) is bytes else bytes(body))
             return
         super().on_message_complete()
 
