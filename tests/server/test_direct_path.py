@@ -112,6 +112,7 @@ CASES: list[tuple[str, str, bytes, dict[str, str]]] = [
     ("unknown model", "/v2/models/nope/infer", orjson.dumps(GOOD), {}),
     ("unknown version", "/v2/models/iris/versions/5/infer", orjson.dumps(GOOD), {}),
     ("pickle media type", "/v2/models/iris/infer", b"\x80\x04K\x01.", {"content-type": "application/python-pickle"}),
+    ("unknown model, pickle", "/v2/models/nope/infer", b"\x80", {"content-type": "application/python-pickle"}),
     ("client request id", "/v2/models/iris/infer", orjson.dumps(GOOD), {"x-request-id": "abc-123"}),
 ]  # fmt: skip
 

@@ -33,13 +33,9 @@ from modelport.core.errors import Unauthenticated
 from modelport.server.auth import Gate, Principal
 from modelport.server.cache import Results
 from modelport.server.endpoints import Call, Endpoints, PredictionRoute
-from modelport.server.errors import JSON_TYPE, translate
+from modelport.server.fastpath import PathMatcher
 from modelport.server.limits import BodyCheck, BodyLimits, check_body_headers
-from modelport.server.middleware import CLIENT_CLOSED, RequestEnvelope, RequestInfo, id_header
-
-_JSON = JSON_TYPE.encode()
-MAX_REMEMBERED = 4096
-"""Matched paths kept (a path names a model and version: a server sees few; beyond, it matches again)."""
+from modelport.server.middleware import CLIENT_CLOSED, RequestEnvelope, RequestInfo, error_headers, id_header
 
 
 class Exchange(Protocol):
@@ -56,7 +52,7 @@ class DirectPredictions:
     Args:
         endpoints: The app's handlers (their prediction steps are shared).
         envelope: The app's request envelope (ids, in-flight count, metrics, access log, errors).
-        gate: The app's auth gate: while keys are required, requests go the ASGI way.
+        gate: The app's auth gate (checked as the ASGI guard checks it).
         limits: The body caps.
         routes: ``(path, route)`` pairs in Starlette's path syntax (``{name}``, ``{version}``).
         count_auth_failure: Called for each request refused for its key (the ASGI guard counts them too).
@@ -76,23 +72,9 @@ class DirectPredictions:
         self.envelope = envelope
         self.gate = gate
         self.limits = limits
-        self._routes = tuple((compile_path(path)[0], route) for path, route in routes)
-        self._seen: dict[str, tuple[PredictionRoute, str, str | None]] = {}
-
-    def match(self, path: str) -> tuple[PredictionRoute, str, str | None] | None:
-        """The route, model name and version (``None``: the default) a ``POST`` to ``path`` asks for."""
-        seen = self._seen.get(path)
-        if seen is not None:
-            return seen
-        for pattern, route in self._routes:
-            found = pattern.match(path)
-            if found is not None:
-                params = found.groupdict()
-                matched = (route, params["name"], params.get("version"))
-                if len(self._seen) < MAX_REMEMBERED:
-                    self._seen[path] = matched
-                return matched
-        return None
+        self._routes: PathMatcher[PredictionRoute] = PathMatcher(
+            [(compile_path(path)[0], route) for path, route in routes]
+        )
 
     def begin(
         self, exchange: Exchange, path: str, headers: list[tuple[bytes, bytes]], client: Any
@@ -104,19 +86,27 @@ class DirectPredictions:
         once. A request refused on its headers alone (unknown model, too large, wrong media type) is
         answered at once, and the body that follows is ignored.
         """
-        matched = self.match(path)
-        if matched is None or not _plain_body(headers):
+        matched = self._routes.match(path)
+        if matched is None:
             return None
+        route, params = matched
+        body: BodyCheck | Exception
+        try:
+            body = check_body_headers(headers, self.limits, accept_csv=route.accept_csv)
+        except Exception as exc:
+            body = exc  # answered once the model is picked, as the ASGI route answers it
+        else:
+            if body.decoder is not None or not body.sized:
+                return None  # a compressed or streamed body: the ASGI way reads it as it comes
         refusal: Exception | None = None
         if self.gate.enabled:
             checked = _at_once(self.gate.authorize("predict", headers, client[0] if client else "unknown"))
             if checked is None:
                 return None  # the check has to wait: the ASGI way runs it again, as a task
             refusal = checked if isinstance(checked, Exception) else None
-        route, name, version = matched
         call = DirectCall(self, exchange, route, headers, client, path)
         if refusal is None:
-            call.start(name, version)
+            call.start(params["name"], params.get("version"), body)
         else:
             if isinstance(refusal, Unauthenticated):
                 self.count_auth_failure()
@@ -148,17 +138,6 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _plain_body(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether the body has a declared length and no content encoding (it can be held whole)."""
-    length = False
-    for name, value in headers:
-        if name == b"content-length":
-            length = True
-        elif name == b"transfer-encoding" or (name == b"content-encoding" and value.strip().lower() != b"identity"):
-            return False
-    return length
-
-
 class DirectCall:
     """One prediction request on the direct path, from its headers to its response.
 
@@ -166,7 +145,7 @@ class DirectCall:
     """
 
     __slots__ = (
-        "_check",
+        "_body",
         "_client",
         "_closed",
         "_deadline",
@@ -196,7 +175,7 @@ class DirectCall:
         self._headers = headers
         self._client = client
         self._path = path
-        self._check: BodyCheck | None = None
+        self._body: BodyCheck | None = None
         self._pending: asyncio.Future[Results] | None = None
         self._closed = False
         self.info: RequestInfo = owner.envelope.open(headers)
@@ -205,18 +184,20 @@ class DirectCall:
         """Whether the response was written (or the client went away): later body bytes are ignored."""
         self._deadline = owner.endpoints.deadlines.watch(self, asyncio.get_running_loop())
 
-    def start(self, name: str, version: str | None) -> None:
-        """Check the headers and pick the version that answers (a refusal is answered at once)."""
-        owner = self._owner
+    def start(self, name: str, version: str | None, body: BodyCheck | Exception) -> None:
+        """Pick (and acquire) the version that answers, then refuse a body its headers already condemned.
+
+        The order of the ASGI route: an unknown model is a 404 before a body is a 413 or 415.
+        """
         try:
-            call = self.call = owner.endpoints.begin(self.info, self._route, name, version, self._headers)
+            call = self.call = self._owner.endpoints.begin(self.info, self._route, name, version, self._headers)
         except Exception as exc:
             self._fail(exc)
             return
-        try:
-            self._check = check_body_headers(self._headers, owner.limits, accept_csv=self._route.accept_csv)
-        except Exception as exc:
-            self._failed(call, exc)
+        if isinstance(body, Exception):
+            self._failed(call, body)
+        else:
+            self._body = body
 
     def refuse(self, exc: Exception) -> None:
         """Answer a request refused before any model was picked (a missing or wrong key)."""
@@ -228,9 +209,9 @@ class DirectCall:
             return
         call = self.call
         assert call is not None
-        assert self._check is not None
+        assert self._body is not None
         try:
-            pending = self._owner.endpoints.submit(call, self._check.body(data))
+            pending = self._owner.endpoints.submit(call, self._body.body(data))
         except Exception as exc:
             self._failed(call, exc)
             return
@@ -261,19 +242,8 @@ class DirectCall:
     def _scored(self, future: asyncio.Future[Results]) -> None:
         try:
             self._answer(future)
-        except Exception as exc:  # a fault in a step after scoring: a 500, never a client left waiting
-            self._crashed(exc)
-
-    def _crashed(self, exc: Exception) -> None:
-        self._finish()
-        info = self.info
-        reply = translate(exc, info.request_id)  # logs it with its traceback
-        if not info.status:
-            info.status = reply.status
-            headers = [(b"content-type", _JSON), (b"content-length", str(len(reply.body)).encode())]
-            self._exchange.respond(reply.status, [*headers, id_header(info)], reply.body)
-        if not self._closed:
-            self._close()
+        except Exception as exc:  # a fault in a step after scoring: a logged 500, never a client left waiting
+            self._fail(exc)
 
     def _answer(self, future: asyncio.Future[Results]) -> None:
         call = self.call
@@ -309,22 +279,20 @@ class DirectCall:
         call.served.release()
         try:
             answer = self._owner.endpoints.failed(call, exc)
-        except Exception as fault:
-            self._crashed(fault)
-            return
+        except Exception as fault:  # a fault while counting the failure: answer that instead
+            answer = fault
         self._fail(answer)
 
     def _fail(self, exc: Exception) -> None:
+        """Answer ``exc`` and end the request (a fault after the answer went out is only logged)."""
         self._finish()
         info = self.info
-        reply = self._owner.envelope.reply(exc, info)
-        if reply is not None:
+        reply = self._owner.envelope.reply(exc, info)  # logs an unexpected error with its traceback
+        if reply is not None and not info.status:
             info.status = reply.status
-            body = reply.body
-            headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode()), *reply.headers]
-            headers.append(id_header(info))
-            self._exchange.respond(reply.status, headers, body)
-        self._close()
+            self._exchange.respond(reply.status, error_headers(reply, info), reply.body)
+        if not self._closed:
+            self._close()
 
     def _finish(self) -> None:
         self.done = True

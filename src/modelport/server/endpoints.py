@@ -180,7 +180,8 @@ class Endpoints:
         self.state = state
         self.config = state.config
         depth = state.config.max_json_depth
-        self._deadlines = Deadlines(state.config.request_timeout_s)
+        self.deadlines = Deadlines(state.config.request_timeout_s)
+        """The per-request timeouts of this app (the direct path watches its requests with them too)."""
         self.v2_route = PredictionRoute("v2_infer", lambda body, served: _parse_v2(body, served, depth), _encode_v2)
         self.v1_route = PredictionRoute(
             "v1_predict",
@@ -198,11 +199,6 @@ class Endpoints:
             accept_csv=True,
             version_headers=False,
         )
-
-    @property
-    def deadlines(self) -> Deadlines:
-        """The per-request timeouts of this app."""
-        return self._deadlines
 
     # --- health and metadata -------------------------------------------------------------------
 
@@ -303,7 +299,7 @@ class Endpoints:
         headers = scope["headers"]
         call = self.begin(info, route, name, _version(scope), headers)
         try:
-            with self._deadlines.start():
+            with self.deadlines.start():
                 body = await read_body(receive, headers, self.state.limits, accept_csv=route.accept_csv)
                 results = await self.submit(call, body)
             encoded = self.encode(call, results)

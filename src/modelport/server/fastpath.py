@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 from starlette.convertors import StringConvertor
 from starlette.routing import BaseRoute, Route
@@ -23,6 +24,35 @@ from starlette.types import ASGIApp, Scope
 _PREDICTION_SUFFIXES = ("/infer", ":predict")
 MAX_REMEMBERED = 4096
 """Matched paths kept (a path names a model and version: a server sees few; beyond, it matches again)."""
+
+
+T = TypeVar("T")
+
+
+class PathMatcher(Generic[T]):
+    """Compiled route patterns, each with a value, and the paths already matched (clients repeat theirs).
+
+    Args:
+        patterns: ``(compiled path pattern, value)`` pairs, tried in order.
+    """
+
+    def __init__(self, patterns: Sequence[tuple[re.Pattern[str], T]]) -> None:
+        self._patterns = tuple(patterns)
+        self._seen: dict[str, tuple[T, dict[str, str]]] = {}
+
+    def match(self, path: str) -> tuple[T, dict[str, str]] | None:
+        """The value of the first pattern ``path`` matches, with the path parameters (shared: read only)."""
+        seen = self._seen.get(path)
+        if seen is not None:
+            return seen
+        for pattern, value in self._patterns:
+            found = pattern.match(path)
+            if found is not None:
+                matched = (value, found.groupdict())
+                if len(self._seen) < MAX_REMEMBERED:
+                    self._seen[path] = matched
+                return matched
+        return None
 
 
 class FastPath:
@@ -34,28 +64,18 @@ class FastPath:
     """
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
-        self._routes: tuple[tuple[re.Pattern[str], ASGIApp], ...] = tuple(
-            (route.path_regex, route.app) for route in routes if isinstance(route, Route) and _is_prediction(route)
+        self._matcher: PathMatcher[ASGIApp] = PathMatcher(
+            [(route.path_regex, route.app) for route in routes if isinstance(route, Route) and _is_prediction(route)]
         )
-        self._seen: dict[str, tuple[ASGIApp, dict[str, str]]] = {}  # path -> match: clients repeat their paths
 
     def match(self, scope: Scope) -> ASGIApp | None:
         """The guarded endpoint for this HTTP request (its ``path_params`` set), or ``None``."""
         if scope["method"] == "POST" and not scope.get("root_path"):
             path: str = scope["path"]
-            seen = self._seen.get(path)
-            if seen is not None:
-                scope["path_params"] = seen[1]  # shared between requests: read-only by convention
-                return seen[0]
-            if path.endswith(_PREDICTION_SUFFIXES):
-                for pattern, endpoint in self._routes:
-                    found = pattern.match(path)
-                    if found is not None:
-                        params = found.groupdict()
-                        if len(self._seen) < MAX_REMEMBERED:
-                            self._seen[path] = (endpoint, params)
-                        scope["path_params"] = params
-                        return endpoint
+            matched = self._matcher.match(path) if path.endswith(_PREDICTION_SUFFIXES) else None
+            if matched is not None:
+                scope["path_params"] = matched[1]  # shared between requests: read-only by convention
+                return matched[0]
         return None
 
 

@@ -135,9 +135,13 @@ class _Decoder:
         return out
 
 
-def _scan(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
-    """Content type, length and encoding, and the binary-extension length: the headers that matter, in one pass."""
+def _scan(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None, bool]:
+    """Content type, length and encoding, the binary-extension length, and whether a transfer
+    encoding is set: the headers that matter, in one pass."""
     content_type = length = encoding = binary_length = None
+    transfer_encoded = False
     for name, value in headers:
         if name == b"content-type":
             content_type = value
@@ -147,7 +151,9 @@ def _scan(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | Non
             encoding = value
         elif name == BINARY_HEADER:
             binary_length = value
-    return content_type, length, encoding, binary_length
+        elif name == b"transfer-encoding":
+            transfer_encoded = True
+    return content_type, length, encoding, binary_length, transfer_encoded
 
 
 class BodyCheck(NamedTuple):
@@ -158,12 +164,14 @@ class BodyCheck(NamedTuple):
         decoder: Decompresses a ``Content-Encoding`` body; ``None`` for an uncompressed one.
         binary_length: The raw ``Inference-Header-Content-Length`` header (V2 binary extension).
         csv: Whether the body is ``text/csv``.
+        sized: Whether its length is declared (``Content-Length``, no ``Transfer-Encoding``).
     """
 
     limit: int
     decoder: _Decoder | None
     binary_length: bytes | None
     csv: bool
+    sized: bool
 
     def body(self, data: bytes) -> Body:
         """The :class:`Body` of the complete, uncompressed ``data``.
@@ -195,7 +203,7 @@ def check_body_headers(
             CSV charset other than UTF-8, or an unknown content encoding.
         BadRequest: CSV with the binary extension header.
     """
-    content_type, declared, content_encoding, binary_length = _scan(headers)
+    content_type, declared, content_encoding, binary_length, transfer_encoded = _scan(headers)
     binary = binary_length is not None
     csv = False
     if content_type is not None and content_type != b"application/json":
@@ -208,7 +216,7 @@ def check_body_headers(
             decoder = _Decoder(encoding, limit)
     if decoder is None and declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
-    return BodyCheck(limit, decoder, binary_length, csv)
+    return BodyCheck(limit, decoder, binary_length, csv, declared is not None and not transfer_encoded)
 
 
 async def read_body(

@@ -28,6 +28,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 CLIENT_CLOSED = 499
 """Status recorded (never sent) when the client went away before the body was read."""
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+_JSON = JSON_TYPE.encode()
 
 
 class RequestInfo:
@@ -51,6 +52,16 @@ class RequestInfo:
 def id_header(info: RequestInfo) -> tuple[bytes, bytes]:
     """The ``X-Request-ID`` response header of the request ``info`` describes."""
     return (REQUEST_ID_HEADER, info.request_id.encode("ascii"))
+
+
+def error_headers(reply: ErrorReply, info: RequestInfo) -> list[tuple[bytes, bytes]]:
+    """The headers of the error ``reply`` to the request ``info`` describes (its length, type and id)."""
+    return [
+        (b"content-type", _JSON),
+        (b"content-length", str(len(reply.body)).encode()),
+        *reply.headers,
+        id_header(info),
+    ]
 
 
 def request_info(scope: Scope) -> RequestInfo:
@@ -150,9 +161,7 @@ class RequestEnvelope:
         except Exception as exc:
             status = await self._fail(exc, info, send)
         finally:
-            self.in_flight.leave()
-            seconds = time.perf_counter() - info.started
-            self._record(info, status, scope["method"], scope["path"], scope.get("client"), seconds)
+            self.close(info, status, scope["method"], scope["path"], scope.get("client"))
 
     async def direct(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
         """Run ``app`` for one HTTP request inside the envelope, without wrapping ``send``.
@@ -199,18 +208,7 @@ class RequestEnvelope:
         if info.status:
             return info.status  # the response is already underway: nothing more can be sent
         info.status = reply.status
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status,
-                "headers": [
-                    (b"content-type", JSON_TYPE.encode()),
-                    (b"content-length", str(len(reply.body)).encode()),
-                    *reply.headers,
-                    id_header(info),
-                ],
-            }
-        )
+        await send({"type": "http.response.start", "status": reply.status, "headers": error_headers(reply, info)})
         await send({"type": "http.response.body", "body": reply.body})
         return reply.status
 
